@@ -1,0 +1,1 @@
+"""The bus: MQTT transport, topic map, payload codecs, embedded broker. Imports nothing of ours."""

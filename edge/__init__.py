@@ -1,0 +1,1 @@
+"""Edge worker: decode, batch, infer (onnxruntime), score, sensor checks, heartbeat."""

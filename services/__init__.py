@@ -1,0 +1,1 @@
+"""Services: store, clustering, dispatcher, feed, simulator, and the `linewatch` CLI."""
