@@ -60,8 +60,9 @@ class CommonSettings(BaseSettings):
     """What every LineWatch process reads. Subclass per process; add a distinct env prefix
     only for process-specific fields (they still live under LINEWATCH_*)."""
 
-    model_config = SettingsConfigDict(env_prefix="LINEWATCH_", extra="ignore",
-                                      validate_default=True)
+    model_config = SettingsConfigDict(
+        env_prefix="LINEWATCH_", extra="ignore", validate_default=True
+    )
 
     mqtt_url: str = DEFAULT_MQTT_URL
     mqtt_ca_file: Path | None = None
@@ -81,8 +82,10 @@ class CommonSettings(BaseSettings):
     @classmethod
     def _check_db_url(cls, v: str) -> str:
         if "://" not in v or not v.split("://", 1)[0]:
-            raise ValueError("must be an SQLAlchemy URL, e.g. sqlite:///var/linewatch.db "
-                             "or postgresql+psycopg://user@host/db")
+            raise ValueError(
+                "must be an SQLAlchemy URL, e.g. sqlite:///var/linewatch.db "
+                "or postgresql+psycopg://user@host/db"
+            )
         return v
 
     @property

@@ -1,4 +1,4 @@
-"""In-memory loopback bus implementing the Transport interface, for hermetic tests and in-process runs."""
+"""In-memory loopback bus implementing the Transport interface, for hermetic tests."""
 
 from __future__ import annotations
 
@@ -77,16 +77,22 @@ class LoopbackTransport:
         self._queue: queue.Queue[tuple[Handler, Inbound] | None] = queue.Queue(queue_size)
         self._thread: threading.Thread | None = None
         self._connected = False
-        self._stats = {"received": 0, "published": 0, "acked": 0, "handler_errors": 0,
-                       "dropped_queue_full": 0}
+        self._stats = {
+            "received": 0,
+            "published": 0,
+            "acked": 0,
+            "handler_errors": 0,
+            "dropped_queue_full": 0,
+        }
         self._lock = threading.Lock()
 
     def set_will(self, topic: str, payload: bytes, retain: bool = True) -> None:
         self._will = _Pending(topic, payload, retain, {})
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name=f"loopback-{self.client_id}",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, name=f"loopback-{self.client_id}", daemon=True
+        )
         self._thread.start()
         self._connected = True
         self._hub._attach(self)
@@ -120,8 +126,15 @@ class LoopbackTransport:
     def unsubscribe(self, pattern: str) -> None:
         self._subs.pop(pattern, None)
 
-    def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False,
-                properties: Mapping[str, str] | None = None) -> _Done:
+    def publish(
+        self,
+        topic: str,
+        payload: bytes,
+        *,
+        qos: int = 1,
+        retain: bool = False,
+        properties: Mapping[str, str] | None = None,
+    ) -> _Done:
         with self._lock:
             self._stats["published"] += 1
         self._hub.route(_Pending(topic, bytes(payload), retain, dict(properties or {})))
@@ -146,8 +159,14 @@ class LoopbackTransport:
                 with self._lock:
                     self._stats["acked"] += 1
 
-        inbound = Inbound(topic=msg.topic, payload=msg.payload, retain=retained,
-                          properties=msg.properties, receipt=f"{self.client_id}:{mid}", ack=ack)
+        inbound = Inbound(
+            topic=msg.topic,
+            payload=msg.payload,
+            retain=retained,
+            properties=msg.properties,
+            receipt=f"{self.client_id}:{mid}",
+            ack=ack,
+        )
         try:
             self._queue.put_nowait((handler, inbound))
         except queue.Full:

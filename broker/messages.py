@@ -15,8 +15,9 @@ StreamKey = Annotated[str, Field(min_length=1, max_length=400)]
 Score = Annotated[float, Field(allow_inf_nan=False)]
 VerdictKind = Literal["ok", "defect", "anomaly"]
 Severity = Literal["critical", "major", "minor", "warning"]
-AlertKind = Literal["defect", "anomaly", "sensor", "new_family", "family_growth",
-                    "overload", "reduced_rate", "gap"]
+AlertKind = Literal[
+    "defect", "anomaly", "sensor", "new_family", "family_growth", "overload", "reduced_rate", "gap"
+]
 GapReason = Literal["missing", "shed", "failover"]
 Role = Literal["edge", "store", "cluster", "dispatch", "feed", "sim", "other"]
 
@@ -33,6 +34,7 @@ def frame_key(stream: StreamRef, seq: int | None, pub_epoch: int, receipt: str) 
 
 
 # ---- inputs: produced by broker.codecs from raw payloads -----------------------------------
+
 
 @dataclass(frozen=True)
 class FrameIn:
@@ -71,11 +73,17 @@ class SensorIn:
 
 # ---- outputs: JSON on the wire -------------------------------------------------------------
 
+
 class Msg(BaseModel):
     """Base of every JSON message: frozen, no NaN/inf, unknown fields ignored (forward compat)."""
 
-    model_config = ConfigDict(frozen=True, extra="ignore", allow_inf_nan=False,
-                              ser_json_bytes="base64", val_json_bytes="base64")
+    model_config = ConfigDict(
+        frozen=True,
+        extra="ignore",
+        allow_inf_nan=False,
+        ser_json_bytes="base64",
+        val_json_bytes="base64",
+    )
 
 
 class Verdict(Msg):
@@ -218,7 +226,7 @@ class WorkerStatus(Msg):
 
 
 class Assignment(Msg):
-    """Retained per worker; the epoch only ever grows. ``rates`` < 1 means reduced-rate inspection."""
+    """Retained per worker; the epoch only grows; ``rates`` < 1 means reduced-rate inspection."""
 
     worker: Id
     epoch: int

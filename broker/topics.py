@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 ROOT = "lw/v1"
 SYS = "_sys"  # reserved first level for system topics; no site may be called "_sys"
@@ -28,7 +28,7 @@ def check_id(value: str, what: str = "id") -> str:
     return value
 
 
-class Kind(str, Enum):
+class Kind(StrEnum):
     """What a stream carries."""
 
     CAMERA = "camera"
@@ -46,8 +46,12 @@ class StreamRef:
     name: str
 
     def __post_init__(self) -> None:
-        for field, value in (("site", self.site), ("line", self.line),
-                             ("station", self.station), ("name", self.name)):
+        for field, value in (
+            ("site", self.site),
+            ("line", self.line),
+            ("station", self.station),
+            ("name", self.name),
+        ):
             check_id(value, field)
         if self.site == SYS:
             raise TopicError("bad_id", f"site id {SYS!r} is reserved")
@@ -68,7 +72,9 @@ class StreamRef:
         if len(parts) == 4:
             parts = [*parts[:3], Kind.CAMERA.value, parts[3]]
         if len(parts) != 5 or parts[3] not in (k.value for k in Kind):
-            raise TopicError("bad_stream", f"{key[:120]!r} is not site/line/station/(camera|sensor)/name")
+            raise TopicError(
+                "bad_stream", f"{key[:120]!r} is not site/line/station/(camera|sensor)/name"
+            )
         return cls(parts[0], parts[1], parts[2], Kind(parts[3]), parts[4])
 
     @classmethod
@@ -82,6 +88,7 @@ class StreamRef:
 
 # ---- inputs (published by cameras and sensors) -------------------------------------------
 
+
 def frame_topic(s: StreamRef) -> str:
     return f"{ROOT}/{s.site}/{s.line}/{s.station}/camera/{s.name}/frame"
 
@@ -91,6 +98,7 @@ def sensor_topic(s: StreamRef) -> str:
 
 
 # ---- per-stream outputs (published by edge workers) --------------------------------------
+
 
 def verdict_topic(s: StreamRef) -> str:
     return f"{ROOT}/{s.site}/{s.line}/{s.station}/camera/{s.name}/verdict"
@@ -118,6 +126,7 @@ def alert_topic(site: str, line: str, station: str) -> str:
 
 
 # ---- system topics -----------------------------------------------------------------------
+
 
 def worker_status_topic(worker: str) -> str:
     """Retained birth/death plus heartbeats of one process (worker, store, dispatcher, ...)."""
@@ -176,7 +185,7 @@ ALL_DEAD_LETTERS = f"{ROOT}/{SYS}/deadletter/+"
 DISPATCH_DECISIONS = f"{ROOT}/{SYS}/dispatch/decision"
 
 
-class Route(str, Enum):
+class Route(StrEnum):
     """What a concrete topic is, as told by :func:`parse`."""
 
     FRAME = "frame"
@@ -207,12 +216,21 @@ class Parsed:
     ident: str | None = None
 
 
-_CAMERA_SUFFIX = {"frame": Route.FRAME, "verdict": Route.VERDICT, "features": Route.FEATURES,
-                  "family": Route.FRAME_FAMILY, "threshold": Route.THRESHOLD_CHANGE,
-                  "gap": Route.GAP}
+_CAMERA_SUFFIX = {
+    "frame": Route.FRAME,
+    "verdict": Route.VERDICT,
+    "features": Route.FEATURES,
+    "family": Route.FRAME_FAMILY,
+    "threshold": Route.THRESHOLD_CHANGE,
+    "gap": Route.GAP,
+}
 _SENSOR_SUFFIX = {"readings": Route.READINGS, "anomaly": Route.SENSOR_ANOMALY, "gap": Route.GAP}
-_SYS_ONE = {"status": Route.STATUS, "assign": Route.ASSIGNMENT, "family": Route.FAMILY,
-            "deadletter": Route.DEAD_LETTER}
+_SYS_ONE = {
+    "status": Route.STATUS,
+    "assign": Route.ASSIGNMENT,
+    "family": Route.FAMILY,
+    "deadletter": Route.DEAD_LETTER,
+}
 
 
 def parse(topic: str) -> Parsed:

@@ -75,7 +75,14 @@ class Transport(Protocol):
 
     def unsubscribe(self, pattern: str) -> None: ...
 
-    def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False,
-                properties: Mapping[str, str] | None = None) -> Published: ...
+    def publish(
+        self,
+        topic: str,
+        payload: bytes,
+        *,
+        qos: int = 1,
+        retain: bool = False,
+        properties: Mapping[str, str] | None = None,
+    ) -> Published: ...
 
     def stats(self) -> dict[str, int]: ...

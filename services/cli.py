@@ -27,9 +27,11 @@ def _usage() -> str:
     width = max(len(n) for n in COMMANDS)
     lines = ["usage: linewatch COMMAND [options]", "", "commands:"]
     lines += [f"  {name.ljust(width)}  {help_}" for name, (_, help_) in COMMANDS.items()]
-    lines += ["", "`linewatch COMMAND --help` shows a command's options.",
-              "Settings: LINEWATCH_* environment variables, or a TOML file named by "
-              "LINEWATCH_CONFIG."]
+    lines += [
+        "",
+        "`linewatch COMMAND --help` shows a command's options.",
+        "Settings: LINEWATCH_* environment variables, or a TOML file named by LINEWATCH_CONFIG.",
+    ]
     return "\n".join(lines)
 
 
@@ -55,8 +57,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"linewatch: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     fn = resolve(name)
     if fn is None:
         print(f"linewatch {name}: not yet available in this build", file=sys.stderr)

@@ -12,15 +12,17 @@ import pytest
 
 REQUIRE = os.environ.get("LINEWATCH_REQUIRE_SERVICES") == "1"
 MQTT_URL = os.environ.get("LINEWATCH_TEST_MQTT_URL", "mqtt://127.0.0.1:1883")
-PG_URL = os.environ.get("LINEWATCH_TEST_PG_URL",
-                        "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+PG_URL = os.environ.get(
+    "LINEWATCH_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
 
 
 def _reachable(url: str, default_port: int) -> bool:
     parts = urlsplit(url)
     try:
-        with socket.create_connection((parts.hostname or "127.0.0.1",
-                                       parts.port or default_port), timeout=2):
+        with socket.create_connection(
+            (parts.hostname or "127.0.0.1", parts.port or default_port), timeout=2
+        ):
             return True
     except OSError:
         return False
