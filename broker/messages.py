@@ -69,6 +69,7 @@ class SensorIn:
     stream: StreamRef
     key: str
     readings: tuple[Reading, ...]
+    pub_epoch: int = 0  # publisher epoch (JSON "epoch" / user property), part of reading keys
 
 
 # ---- outputs: JSON on the wire -------------------------------------------------------------

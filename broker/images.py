@@ -1,0 +1,201 @@
+"""Image header sniffing (JPEG/PNG) without decoding the body: format, size, truncation."""
+
+from __future__ import annotations
+
+import re
+import struct
+import zlib
+from dataclasses import dataclass
+from typing import Literal
+
+Encoding = Literal["jpeg", "png"]
+DEFAULT_MAX_PIXELS = 40_000_000
+DEFAULT_MAX_SIDE = 16384
+MAX_TRAILING_ZEROS = 16  # some cameras pad a JPEG after EOI; more than this is suspicious
+MAX_JPEG_SEGMENTS = 1024
+MAX_PNG_CHUNKS = 16384
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PNG_IEND = b"\x00\x00\x00\x00IEND\xaeB`\x82"
+JPEG_SOI = b"\xff\xd8\xff"
+JPEG_EOI = b"\xff\xd9"
+# SOF0 baseline, SOF1 extended sequential, SOF2 progressive (Huffman): what decoders handle.
+_JPEG_SUPPORTED_SOF = frozenset({0xC0, 0xC1, 0xC2})
+_JPEG_OTHER_SOF = frozenset({0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
+_FILL_RE = re.compile(rb"\xff*")  # marker fill bytes
+_JPEG_STANDALONE = frozenset({0x01, *range(0xD0, 0xD8)})
+# Known formats LineWatch does not take: named as unsupported rather than "unknown".
+_OTHER_MAGIC = ((b"GIF87a", "GIF"), (b"GIF89a", "GIF"), (b"BM", "BMP"), (b"II*\x00", "TIFF"),
+                (b"MM\x00*", "TIFF"), (b"\xff\x0a", "JPEG XL"),
+                (b"\x00\x00\x00\x0cjP", "JPEG 2000"))
+# PNG colour type -> allowed bit depths.
+_PNG_DEPTHS = {0: {1, 2, 4, 8, 16}, 2: {8, 16}, 3: {1, 2, 4, 8}, 4: {8, 16}, 6: {8, 16}}
+
+
+class ImageError(ValueError):
+    """An image payload that cannot be accepted; ``reason`` is the dead-letter code."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What the header says: format and size (the body is not decoded)."""
+
+    encoding: Encoding
+    width: int
+    height: int
+
+
+def detect(data: bytes) -> Encoding | None:
+    """``"jpeg"`` or ``"png"`` from the magic bytes, else None."""
+    if data.startswith(JPEG_SOI):
+        return "jpeg"
+    if data.startswith(PNG_SIGNATURE):
+        return "png"
+    return None
+
+
+def sniff(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS,
+          max_side: int = DEFAULT_MAX_SIDE) -> ImageInfo:
+    """Check the header and framing of a JPEG/PNG and return its size; raise ImageError.
+
+    Size limits are checked before truncation, so a bomb header alone reads ``image_too_large``.
+    """
+    kind = detect(data)
+    if kind == "jpeg":
+        width, height = _jpeg_size(data)
+    elif kind == "png":
+        width, height = _png_size(data)
+    else:
+        raise _unknown(data)
+    _check_size(width, height, max_pixels, max_side)
+    if kind == "jpeg":
+        _check_jpeg_end(data)
+    else:
+        _check_png_chunks(data)
+    return ImageInfo(kind, width, height)
+
+
+def _unknown(data: bytes) -> ImageError:
+    if data[8:12] == b"WEBP" and data.startswith(b"RIFF"):
+        return ImageError("unsupported_encoding", "WebP images are not accepted (JPEG or PNG)")
+    if data[4:8] == b"ftyp":
+        return ImageError("unsupported_encoding", "HEIF/AVIF images are not accepted (JPEG or PNG)")
+    for magic, name in _OTHER_MAGIC:
+        if data.startswith(magic):
+            return ImageError("unsupported_encoding",
+                              f"{name} images are not accepted (JPEG or PNG)")
+    return ImageError("bad_image", f"not a JPEG or PNG (starts with {data[:8].hex() or 'nothing'})")
+
+
+def _check_size(width: int, height: int, max_pixels: int, max_side: int) -> None:
+    if width <= 0 or height <= 0:
+        raise ImageError("bad_image", f"image size {width}x{height} is empty")
+    if width > max_side or height > max_side or width * height > max_pixels:
+        raise ImageError("image_too_large", f"image size {width}x{height} exceeds "
+                         f"{max_pixels} pixels or {max_side} per side")
+
+
+# ---- PNG -----------------------------------------------------------------------------------
+
+def _png_size(data: bytes) -> tuple[int, int]:
+    if len(data) < 33:
+        raise ImageError("image_truncated", "PNG ends inside its IHDR header")
+    length, ctype = struct.unpack_from(">I4s", data, 8)
+    if ctype != b"IHDR" or length != 13:
+        raise ImageError("bad_image", "PNG does not start with a 13-byte IHDR chunk")
+    width, height, depth, colour, comp, filt, interlace = struct.unpack_from(">IIBBBBB", data, 16)
+    (crc,) = struct.unpack_from(">I", data, 29)
+    if zlib.crc32(data[12:29]) != crc:
+        raise ImageError("bad_image", "PNG IHDR checksum mismatch")
+    if depth not in _PNG_DEPTHS.get(colour, ()) or comp or filt or interlace > 1:
+        raise ImageError("bad_image", f"PNG IHDR invalid (colour {colour}, depth {depth}, "
+                         f"compression {comp}, filter {filt}, interlace {interlace})")
+    return width, height
+
+
+def _check_png_chunks(data: bytes) -> None:
+    """Walk the chunk list (bounded): lengths must fit, IDAT present, a complete IEND last."""
+    pos, end, seen_idat = 8, len(data), False
+    for _ in range(MAX_PNG_CHUNKS):
+        if pos + 12 > end:
+            raise ImageError("image_truncated", f"PNG ends at byte {end} without an IEND chunk")
+        length, ctype = struct.unpack_from(">I4s", data, pos)
+        if not ctype.isalpha():
+            raise ImageError("bad_image", f"PNG chunk type {ctype!r} at byte {pos} is invalid")
+        nxt = pos + 12 + length
+        if nxt > end:
+            raise ImageError("image_truncated", f"PNG chunk {ctype.decode()} runs past the end")
+        if ctype == b"IEND":
+            if data[pos:nxt] != PNG_IEND:
+                raise ImageError("bad_image", "PNG IEND chunk is malformed")
+            if nxt != end:
+                raise ImageError("bad_image", f"PNG has {end - nxt} bytes after IEND")
+            if not seen_idat:
+                raise ImageError("bad_image", "PNG has no IDAT chunk")
+            return
+        seen_idat = seen_idat or ctype == b"IDAT"
+        pos = nxt
+    raise ImageError("bad_image", f"PNG has more than {MAX_PNG_CHUNKS} chunks")
+
+
+# ---- JPEG ----------------------------------------------------------------------------------
+
+def _jpeg_size(data: bytes) -> tuple[int, int]:
+    """Walk marker segments from SOI up to the first scan; return the SOFn size."""
+    pos, end, size = 2, len(data), None
+    for _ in range(MAX_JPEG_SEGMENTS):
+        if pos >= end:
+            raise ImageError("image_truncated", f"JPEG ends at byte {end} before its first scan")
+        if data[pos] != 0xFF:
+            raise ImageError("bad_image", f"JPEG marker expected at byte {pos}")
+        pos = _FILL_RE.match(data, pos).end()  # type: ignore[union-attr]  # always matches
+        if pos >= end:
+            raise ImageError("image_truncated", "JPEG ends inside a marker")
+        marker = data[pos]
+        pos += 1
+        if marker in _JPEG_STANDALONE:
+            continue
+        if marker in (0x00, 0xD8, 0xD9):
+            raise ImageError("bad_image", f"JPEG marker {marker:#04x} misplaced at byte {pos - 1}")
+        if pos + 2 > end:
+            raise ImageError("image_truncated", "JPEG ends inside a segment length")
+        seg_len = int.from_bytes(data[pos:pos + 2], "big")
+        if seg_len < 2:
+            raise ImageError("bad_image", f"JPEG segment length {seg_len} at byte {pos}")
+        if pos + seg_len > end:
+            raise ImageError("image_truncated", f"JPEG segment {marker:#04x} runs past the end")
+        if marker == 0xDA:  # start of scan: entropy-coded data follows
+            if size is None:
+                raise ImageError("bad_image", "JPEG scan before any frame header (SOFn)")
+            return size
+        if marker in _JPEG_SUPPORTED_SOF or marker in _JPEG_OTHER_SOF:
+            size = _jpeg_sof(data, pos, seg_len, marker)
+        pos += seg_len
+    raise ImageError("bad_image", f"JPEG has more than {MAX_JPEG_SEGMENTS} header segments")
+
+
+def _jpeg_sof(data: bytes, pos: int, seg_len: int, marker: int) -> tuple[int, int]:
+    if marker not in _JPEG_SUPPORTED_SOF:
+        raise ImageError("unsupported_encoding",
+                         f"JPEG process SOF{marker - 0xC0} (lossless/arithmetic/hierarchical)")
+    if seg_len < 8:
+        raise ImageError("bad_image", "JPEG frame header too short")
+    precision, height, width, comps = struct.unpack_from(">BHHB", data, pos + 2)
+    if seg_len != 8 + 3 * comps:
+        raise ImageError("bad_image", f"JPEG frame header length {seg_len} for {comps} components")
+    if precision != 8 or comps not in (1, 3, 4):
+        raise ImageError("unsupported_encoding",
+                         f"JPEG with {precision}-bit samples and {comps} components")
+    return width, height
+
+
+def _check_jpeg_end(data: bytes) -> None:
+    """A complete JPEG ends with EOI, allowing a few padding zero bytes after it."""
+    tail = data[-(MAX_TRAILING_ZEROS + len(JPEG_EOI)):].rstrip(b"\x00")
+    if not tail.endswith(JPEG_EOI):
+        raise ImageError("image_truncated", "JPEG does not end with the EOI marker (FFD9)")
