@@ -1,0 +1,103 @@
+"""The eval, export and quantize commands on an already built model directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge.model import card as cardmod
+from edge.model import evaluate as ev
+from edge.model.dataset import Dataset, load_tree, synthetic
+from edge.model.runtime import OnnxModel
+from edge.model.synthetic import DEFECT_FAMILIES
+
+KERAS_WEIGHTS = "model.weights.h5"
+
+
+def _test_set(card: cardmod.ModelCard, data: Path | None, n_test: int) -> Dataset:
+    size = card.input.size
+    if data is not None:
+        return load_tree(data, size, 0.2, int(card.recipe.get("config", {}).get("seed", 1)))[1]
+    seed = int(card.recipe.get("config", {}).get("test_seed", 1_000_003))
+    return synthetic(seed, n_test, size, DEFECT_FAMILIES, desc="render test")
+
+
+def evaluate_model(model_dir: Path, data: Path | None, n_test: int) -> dict[str, Any]:
+    """Quality of the served model on held-out data, with the card's thresholds and bank."""
+    model = OnnxModel(model_dir)
+    card = model.card
+    test = _test_set(card, data, n_test)
+    out = ev.infer(model.run, test, model.input_spec, desc=f"eval {model.path.name}")
+    th = (card.thresholds.defect, card.thresholds.novelty)
+    held = card.held_out_family if data is None else None
+    res = ev.quality(out, test.labels, model.load_bank(), th, held)
+    res["class_accuracy"] = ev.class_accuracy(out, test.labels, card.class_names)
+    res["model"] = str(model.path)
+    other = model.path.parent / (cardmod.FP32_NAME if model.path.name == cardmod.INT8_NAME
+                                 else cardmod.INT8_NAME)
+    if other.is_file():
+        alt = OnnxModel(other)
+        k = min(64, len(test))
+        x = np.concatenate(list(test.subset(range(k)).batches(model.input_spec, 64)))
+        res["fp32_int8_parity"] = ev.parity(model.run(x), alt.run(x))
+    return res
+
+
+def summary(res: dict[str, Any]) -> str:
+    keys = ("image_auroc", "novelty_auroc", "family_ari", "good_fpr", "head_auroc",
+            "novelty_image_auroc", "class_accuracy")
+    lines = [f"{k:22s} {res.get(k)}" for k in keys]
+    lines += [f"recall {f:15s} {r:.3f}" for f, r in res.get("per_family_recall", {}).items()]
+    return "\n".join(lines)
+
+
+def export_model(model_dir: Path, weights: Path | None, out: Path) -> str:
+    """Rebuild the Keras network the card describes, load weights, export to ONNX."""
+    from edge.model.architecture import ModelConfig, build_model
+    from edge.model.export import export_keras
+
+    card = cardmod.load_card(model_dir)
+    mcfg = ModelConfig(input_size=card.input.size, class_names=card.class_names,
+                       patch_dim=card.patch_dim)
+    model = build_model(mcfg, weights or model_dir / KERAS_WEIGHTS)
+    export_keras(model, out)
+    return f"wrote {out}"
+
+
+def quantize_model(model_dir: Path, n_test: int) -> dict[str, Any]:
+    """int8 copy of <model_dir>/model.onnx; kept (and served) only if faster and accurate."""
+    from edge.model.pipeline import keep_int8
+    from edge.model.quantize import quantize, throughput
+
+    card = cardmod.load_card(model_dir)
+    fp32, int8 = model_dir / cardmod.FP32_NAME, model_dir / cardmod.INT8_NAME
+    spec = card.input_spec()
+    seed = int(card.recipe.get("config", {}).get("seed", 1))
+    nominal = synthetic(seed, 64, spec.size, (), defect_fraction=0.0, desc="calibration")
+    quantize(fp32, int8, np.concatenate(list(nominal.batches(spec, 64))))
+    ips = {p.name: throughput(p, 8, 2.0, spec.size) for p in (fp32, int8)}
+    test = _test_set(card, None, n_test)
+    bank = OnnxModel(fp32, verify=False).load_bank()
+    th = (card.thresholds.defect, card.thresholds.novelty)
+    q = {p.name: ev.quality(ev.infer(OnnxModel(p, verify=False).run, test, spec), test.labels,
+                            bank, th, card.held_out_family) for p in (fp32, int8)}
+    drop = (q[fp32.name]["image_auroc"] or 0) - (q[int8.name]["image_auroc"] or 0)
+    speedup = ips[int8.name] / ips[fp32.name]
+    sub = test.subset(range(min(64, len(test))))
+    outs = [ev.infer(OnnxModel(p, verify=False).run, sub, spec) for p in (fp32, int8)]
+    par = ev.parity(outs[0], outs[1])
+    kept, reason = keep_int8(speedup, drop, par["patch_features"]["cosine"])
+    info = {"kept": kept, "reason": reason, "parity": par, "fp32_images_per_s": ips[fp32.name],
+            "int8_images_per_s": ips[int8.name], "speedup": speedup, "auroc_drop": drop,
+            "image_auroc_fp32": q[fp32.name]["image_auroc"],
+            "image_auroc_int8": q[int8.name]["image_auroc"]}
+    if not kept:
+        int8.unlink()
+    files = {p.name: cardmod.file_info(p) for p in sorted(model_dir.iterdir())
+             if p.is_file() and p.name != cardmod.CARD_NAME}
+    new = card.model_copy(update={"serve": int8.name if kept else fp32.name,
+                                  "quantization": info, "files": files})
+    cardmod.save_card(new, model_dir / cardmod.CARD_NAME)
+    return info
