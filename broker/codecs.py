@@ -39,7 +39,7 @@ OUTPUT_MODELS: dict[Route, type[Msg]] = {
     Route.SENSOR_ANOMALY: m.SensorAnomaly, Route.ALERT: Alert, Route.STATUS: m.WorkerStatus,
     Route.ASSIGNMENT: m.Assignment, Route.FAMILY: m.FamilyUpdate,
     Route.THRESHOLD_CONTROL: m.ThresholdControl, Route.DEAD_LETTER: DeadLetter,
-    Route.DISPATCH_DECISION: m.DispatchDecision,
+    Route.DISPATCH_DECISION: m.DispatchDecision, Route.FAMILY_CONTROL: m.FamilyControl,
 }
 
 

@@ -246,6 +246,19 @@ class ThresholdControl(Msg):
     request_id: str
 
 
+class FamilyControl(Msg):
+    """An operator's family curation request (feed -> clustering service), by ``request_id``."""
+
+    request_id: str
+    op: Literal["rename", "merge", "split"]
+    family: Id
+    name: str | None = None  # rename: the new name
+    into: Id | None = None  # merge: the family ``family`` is folded into
+    parts: int = Field(default=2, ge=2, le=10)  # split: how many parts
+    actor: str
+    ts: datetime
+
+
 class ThresholdChange(Msg):
     key: str
     stream: StreamKey

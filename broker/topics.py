@@ -157,6 +157,11 @@ def threshold_change_topic(s: StreamRef) -> str:
     return f"{ROOT}/{s.site}/{s.line}/{s.station}/camera/{s.name}/threshold"
 
 
+def family_control_topic() -> str:
+    """Operators (feed) ask the clustering service to rename/merge/split a family here."""
+    return f"{ROOT}/{SYS}/control/family"
+
+
 def dispatch_decision_topic() -> str:
     return f"{ROOT}/{SYS}/dispatch/decision"
 
@@ -181,6 +186,7 @@ ALL_STATUS = f"{ROOT}/{SYS}/status/+"
 ALL_ASSIGNMENTS = f"{ROOT}/{SYS}/assign/+"
 ALL_FAMILIES = f"{ROOT}/{SYS}/family/+"
 ALL_THRESHOLD_CONTROL = f"{ROOT}/{SYS}/control/threshold/+/+/+/+"
+FAMILY_CONTROL = f"{ROOT}/{SYS}/control/family"
 ALL_DEAD_LETTERS = f"{ROOT}/{SYS}/deadletter/+"
 DISPATCH_DECISIONS = f"{ROOT}/{SYS}/dispatch/decision"
 
@@ -204,6 +210,7 @@ class Route(StrEnum):
     THRESHOLD_CONTROL = "threshold_control"
     DEAD_LETTER = "deadletter"
     DISPATCH_DECISION = "dispatch_decision"
+    FAMILY_CONTROL = "family_control"
 
 
 @dataclass(frozen=True)
@@ -263,6 +270,8 @@ def _parse_sys(topic: str, rest: list[str]) -> Parsed:
         return Parsed(_SYS_ONE[rest[0]], ident=check_id(rest[1]))
     if rest == ["dispatch", "decision"]:
         return Parsed(Route.DISPATCH_DECISION)
+    if rest == ["control", "family"]:
+        return Parsed(Route.FAMILY_CONTROL)
     if len(rest) == 6 and rest[:2] == ["control", "threshold"]:
         return Parsed(Route.THRESHOLD_CONTROL, stream=StreamRef.camera(*rest[2:]))
     raise TopicError("bad_topic", f"{topic[:120]!r} is not a LineWatch system topic")

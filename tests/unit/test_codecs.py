@@ -22,6 +22,7 @@ from broker.messages import (
     Assignment,
     DeadLetter,
     DispatchDecision,
+    FamilyControl,
     FamilyUpdate,
     Features,
     FrameFamily,
@@ -115,6 +116,8 @@ def output_samples() -> list[tuple[str, Msg]]:
             decision_id="x1", dispatcher="d1", trigger="worker_dead", before={CAM.key: "w1"},
             after={CAM.key: "w2"}, cost_before=2.0, cost_after=1.5, solve_ms=3.0,
             optimal=True, epochs={"w2": 4}, ts=T0)),
+        (topics.family_control_topic(), FamilyControl(
+            request_id="r2", op="merge", family="F2", into="F1", actor="op1", ts=T0)),
     ]
 
 
