@@ -57,8 +57,11 @@ class SqlCounter(threading.Thread):
     def count(self) -> int:
         con = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, timeout=30)
         try:
-            return int(con.execute("SELECT count(*) FROM frames WHERE site = ?",
-                                   (self.site,)).fetchone()[0])
+            return int(
+                con.execute("SELECT count(*) FROM frames WHERE site = ?", (self.site,)).fetchone()[
+                    0
+                ]
+            )
         finally:
             con.close()
 
@@ -76,8 +79,9 @@ class SqlCounter(threading.Thread):
                 if c >= n:
                     return t
             time.sleep(0.05)
-        raise RuntimeError(f"only {self.samples[-1][1] if self.samples else 0} of {n} "
-                           "verdicts stored")
+        raise RuntimeError(
+            f"only {self.samples[-1][1] if self.samples else 0} of {n} verdicts stored"
+        )
 
 
 def _wait_online(url: str, worker: str, timeout: float = 180) -> None:
@@ -102,20 +106,54 @@ def _wait_online(url: str, worker: str, timeout: float = 180) -> None:
         t.stop()
 
 
-def _publisher(url: str, site: str, frames_dir: Path, mode: str, seconds: float,
-               rate: float = 0.0, window: int = 16) -> dict[str, Any]:
-    res = subprocess.run([sys.executable, __file__, "publish", "--url", url, "--site", site,
-                          "--frames", str(frames_dir), "--mode", mode, "--seconds", str(seconds),
-                          "--rate", str(rate), "--window", str(window)],
-                         capture_output=True, text=True, timeout=seconds + 180, cwd=ROOT)
+def _publisher(
+    url: str,
+    site: str,
+    frames_dir: Path,
+    mode: str,
+    seconds: float,
+    rate: float = 0.0,
+    window: int = 16,
+) -> dict[str, Any]:
+    res = subprocess.run(
+        [
+            sys.executable,
+            __file__,
+            "publish",
+            "--url",
+            url,
+            "--site",
+            site,
+            "--frames",
+            str(frames_dir),
+            "--mode",
+            mode,
+            "--seconds",
+            str(seconds),
+            "--rate",
+            str(rate),
+            "--window",
+            str(window),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=seconds + 180,
+        cwd=ROOT,
+    )
     if res.returncode != 0:
         raise RuntimeError(f"publisher failed: {res.stderr[-2000:]}")
     return dict(json.loads(res.stdout.strip().splitlines()[-1]))
 
 
-def run(model_path: Path, frames: list[bytes], url: str, seconds: float,
-        single_ms: float, trials: int = 3,
-        raw_trial: Callable[[float], float] | None = None) -> dict[str, Any]:
+def run(
+    model_path: Path,
+    frames: list[bytes],
+    url: str,
+    seconds: float,
+    single_ms: float,
+    trials: int = 3,
+    raw_trial: Callable[[float], float] | None = None,
+) -> dict[str, Any]:
     """Start store + worker, measure closed-loop throughput then half-load latency."""
     tmp = Path(tempfile.mkdtemp(prefix="lw-bench-mqtt-"))
     site = f"bench{uuid.uuid4().hex[:8]}"
@@ -125,20 +163,33 @@ def run(model_path: Path, frames: list[bytes], url: str, seconds: float,
     frames_dir.mkdir()
     for i, data in enumerate(frames):
         (frames_dir / f"{i:04d}.jpg").write_bytes(data)
-    env = {**os.environ, "LINEWATCH_MQTT_URL": url, "LINEWATCH_DB_URL": f"sqlite:///{db}",
-           "LINEWATCH_DATA_DIR": str(tmp), "LINEWATCH_STORE_NAME": site,
-           "LINEWATCH_STORE_SITE": site, "LINEWATCH_CAMERA_QUEUE": "64"}
+    env = {
+        **os.environ,
+        "LINEWATCH_MQTT_URL": url,
+        "LINEWATCH_DB_URL": f"sqlite:///{db}",
+        "LINEWATCH_DATA_DIR": str(tmp),
+        "LINEWATCH_STORE_NAME": site,
+        "LINEWATCH_STORE_SITE": site,
+        "LINEWATCH_CAMERA_QUEUE": "64",
+    }
     subprocess.run(_cli("db", "upgrade"), env=env, cwd=ROOT, check=True, capture_output=True)
     streams = ",".join(f"{site}/L1/st1/{c}" for c in CAMERAS)
     procs = []
     try:
         with (tmp / "store.log").open("wb") as fh:
-            procs.append(subprocess.Popen(_cli("store"), env=env, cwd=ROOT, stdout=fh,
-                                          stderr=subprocess.STDOUT))
+            procs.append(
+                subprocess.Popen(
+                    _cli("store"), env=env, cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT
+                )
+            )
         with (tmp / "edge.log").open("wb") as fh:
-            edge = subprocess.Popen(_cli("edge", "--id", worker, "--streams", streams,
-                                         "--model-dir", str(model_path)),
-                                    env=env, cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT)
+            edge = subprocess.Popen(
+                _cli("edge", "--id", worker, "--streams", streams, "--model-dir", str(model_path)),
+                env=env,
+                cwd=ROOT,
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+            )
             procs.append(edge)
         _wait_online(url, worker)
         _wait_online(url, f"store-{site}")
@@ -155,8 +206,16 @@ def run(model_path: Path, frames: list[bytes], url: str, seconds: float,
                 p.wait(10)
 
 
-def _measure(url: str, site: str, db: Path, frames_dir: Path, seconds: float, trials: int,
-             edge_pid: int, raw_trial: Callable[[float], float] | None) -> dict[str, Any]:
+def _measure(
+    url: str,
+    site: str,
+    db: Path,
+    frames_dir: Path,
+    seconds: float,
+    trials: int,
+    edge_pid: int,
+    raw_trial: Callable[[float], float] | None,
+) -> dict[str, Any]:
     """Closed-loop trials (each after a paired raw trial), then half-load latency."""
     counter = SqlCounter(db, site)
     counter.start()
@@ -179,13 +238,21 @@ def _measure(url: str, site: str, db: Path, frames_dir: Path, seconds: float, tr
     finally:
         counter.stop_ev.set()
     lat = np.asarray(half["latencies_ms"], dtype=np.float64)
-    return {"pairs": pairs, "frames_per_s": fps, "half_load_fps": half["rate"],
-            "p95_latency_ms": float(np.percentile(lat, 95)),
-            "p50_latency_ms": float(np.percentile(lat, 50)), "worker_rss_mb": rss,
-            "worker_peak_rss_mb": peak, "stored": stored, "published": published}
+    return {
+        "pairs": pairs,
+        "frames_per_s": fps,
+        "half_load_fps": half["rate"],
+        "p95_latency_ms": float(np.percentile(lat, 95)),
+        "p50_latency_ms": float(np.percentile(lat, 50)),
+        "worker_rss_mb": rss,
+        "worker_peak_rss_mb": peak,
+        "stored": stored,
+        "published": published,
+    }
 
 
 # ---- the publisher process ------------------------------------------------------------------
+
 
 def publish_main(argv: list[str]) -> int:
     p = argparse.ArgumentParser()
@@ -234,15 +301,27 @@ def publish_main(argv: list[str]) -> int:
         key = f"{cam.key}#{epoch}:{seq}"
         with lock:
             sent[key] = time.perf_counter()
-        t.publish(frame_topic(cam), images[seq % len(images)],
-                  properties={"seq": str(seq), "epoch": str(epoch)})
+        t.publish(
+            frame_topic(cam),
+            images[seq % len(images)],
+            properties={"seq": str(seq), "epoch": str(epoch)},
+        )
         seq += 1
     with lock:
         lock.wait_for(lambda: len(got) >= len(sent), timeout=120)
     t.stop()
     lat = [(got[k] - s) * 1000 for k, s in sent.items() if k in got]
-    print(json.dumps({"published": len(sent), "answered": len(got), "t0": t0_wall,
-                      "rate": len(sent) / a.seconds, "latencies_ms": lat}))
+    print(
+        json.dumps(
+            {
+                "published": len(sent),
+                "answered": len(got),
+                "t0": t0_wall,
+                "rate": len(sent) / a.seconds,
+                "latencies_ms": lat,
+            }
+        )
+    )
     return 0
 
 

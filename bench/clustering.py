@@ -60,9 +60,15 @@ def raw_int8_rate(model_dir: Path, batch: int = 8, seconds: float = 3.0) -> tupl
 
     path = model_dir / INT8_NAME if (model_dir / INT8_NAME).is_file() else model_dir
     model = OnnxModel(path)
-    frames = [render_frame(7, i, PART_TYPES[i % len(PART_TYPES)],
-                           DEFECT_FAMILIES[i % len(DEFECT_FAMILIES)] if i % 2 else None)
-              for i in range(batch)]
+    frames = [
+        render_frame(
+            7,
+            i,
+            PART_TYPES[i % len(PART_TYPES)],
+            DEFECT_FAMILIES[i % len(DEFECT_FAMILIES)] if i % 2 else None,
+        )
+        for i in range(batch)
+    ]
     x = preprocess_images(frames, model.input_spec)
     model.run(x)
     n, t0 = 0, time.perf_counter()
@@ -83,10 +89,21 @@ def messages(n: int, seed: int = 100) -> list[bytes]:
 
     ds = gaussian_families(n=n, dim=DIM, seed=seed, late=1)
     cam = StreamRef.camera("bench", "L1", "st1", "cam1")
-    return [codecs.encode(Features(stream=cam.key, key=f"{cam.key}#{seed}:{i}", worker="w1",
-                                   ts=utcnow(), dim=DIM, embedding=codecs.embedding_to_bytes(v),
-                                   verdict="anomaly", predicted_class="scratch"))
-            for i, v in enumerate(ds.x)]
+    return [
+        codecs.encode(
+            Features(
+                stream=cam.key,
+                key=f"{cam.key}#{seed}:{i}",
+                worker="w1",
+                ts=utcnow(),
+                dim=DIM,
+                embedding=codecs.embedding_to_bytes(v),
+                verdict="anomaly",
+                predicted_class="scratch",
+            )
+        )
+        for i, v in enumerate(ds.x)
+    ]
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -100,12 +117,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from services.clustering.settings import ClusterSettings
 
     topic = features_topic(StreamRef.camera("bench", "L1", "st1", "cam1"))
-    settings = ClusterSettings(data_dir=Path(tempfile.mkdtemp(prefix="lw-bench-cluster-")),
-                               cluster_window=args.window)
+    settings = ClusterSettings(
+        data_dir=Path(tempfile.mkdtemp(prefix="lw-bench-cluster-")), cluster_window=args.window
+    )
     service = ClusterService(LoopbackTransport(LoopbackHub(), "bench"), settings)
     stream = messages(args.window + (args.trials + 1) * args.vectors)
     t0 = time.process_time()
-    for p in stream[:args.window]:  # startup: fills the window, early refits
+    for p in stream[: args.window]:  # startup: fills the window, early refits
         service.on_features(Inbound(topic=topic, payload=p))
     startup_cpu = time.process_time() - t0
     core = service.core
@@ -116,7 +134,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     for t in range(args.trials):
         lo = args.window + t * args.vectors
         c0 = time.process_time()
-        for p in stream[lo:lo + args.vectors]:
+        for p in stream[lo : lo + args.vectors]:
             service.on_features(Inbound(topic=topic, payload=p))
         trials.append((time.process_time() - c0) / args.vectors)
     refits = []
@@ -124,14 +142,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         r0 = time.process_time()
         core.refit(2e9 + i)
         refits.append(time.process_time() - r0)
-    vecs = [codecs.embedding_from_bytes(Features.model_validate_json(p).embedding, DIM)
-            for p in stream[-args.vectors:]]
+    vecs = [
+        codecs.embedding_from_bytes(Features.model_validate_json(p).embedding, DIM)
+        for p in stream[-args.vectors :]
+    ]
     a0 = time.process_time()
     for i, v in enumerate(vecs):
         core.assign(v, 3e9 + i)
-    return {"per_vector": trials, "refits": refits, "startup_cpu_s": startup_cpu,
-            "assign_cpu": (time.process_time() - a0) / len(vecs),
-            "families": len(core.active()), "refit_every": settings.cluster_refit_every}
+    return {
+        "per_vector": trials,
+        "refits": refits,
+        "startup_cpu_s": startup_cpu,
+        "assign_cpu": (time.process_time() - a0) / len(vecs),
+        "families": len(core.active()),
+        "refit_every": settings.cluster_refit_every,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -154,8 +179,12 @@ def main(argv: list[str] | None = None) -> int:
     per_vector = path + refit / m["refit_every"]
     fraction = per_vector * fps
     results = {
-        "dim": DIM, "dtype": "float16", "window": args.window, "refit_every": m["refit_every"],
-        "frame_rate_fps": round(fps, 2), "frame_rate_source": source,
+        "dim": DIM,
+        "dtype": "float16",
+        "window": args.window,
+        "refit_every": m["refit_every"],
+        "frame_rate_fps": round(fps, 2),
+        "frame_rate_source": source,
         "assumption": "every frame is anomalous (one features message per frame)",
         "service_path_cpu_us_per_vector": round(path * 1e6, 1),
         "refit_cpu_s": round(refit, 4),

@@ -36,8 +36,7 @@ def _ratio(inst: Instance, plan_obj: float, exact_limit: float | None) -> dict[s
     best = objective(inst, ref.assignment)
     # unproven: compare with the proven lower bound, which can only overstate the ratio
     denom = best if ref.optimal else max(ref.bound, 1e-9)
-    return {"ratio": plan_obj / denom, "exact": best, "proven": ref.optimal,
-            "bound": ref.bound}
+    return {"ratio": plan_obj / denom, "exact": best, "proven": ref.optimal, "bound": ref.bound}
 
 
 def _failure(inst: Instance, budget_ms: float, exact_limit: float | None) -> dict[str, Any]:
@@ -49,8 +48,9 @@ def _failure(inst: Instance, budget_ms: float, exact_limit: float | None) -> dic
         counts[w] = counts.get(w, 0) + 1
     victim = max(sorted(counts), key=lambda w: counts[w])
     workers = tuple(replace(w, alive=w.id != victim) for w in inst.workers)
-    after_inst = Instance(workers, inst.streams, first.assignment, inst.target_util,
-                          inst.migration_penalty)
+    after_inst = Instance(
+        workers, inst.streams, first.assignment, inst.target_util, inst.migration_penalty
+    )
     t0 = time.perf_counter()
     got = repair(after_inst, budget_ms)
     ms = (time.perf_counter() - t0) * 1000.0
@@ -65,11 +65,17 @@ def _failure(inst: Instance, budget_ms: float, exact_limit: float | None) -> dic
     forced = sum(1 for s, w in healthy.items() if ref.assignment.get(s) != w)
     ref_unplaced = len(inst.streams) - len(ref.assignment)
     lost = max(0, len(got.unplaced) - ref_unplaced)
-    return {"victim_streams": counts[victim], "moved_healthy": moved, "forced": forced,
-            "unplaced": len(got.unplaced), "exact_unplaced": ref_unplaced,
-            "survivors_suffice": ref_unplaced == 0, "exact_proven": ref.optimal,
-            "extra": moved - forced + lost,
-            "repair_ms": ms}
+    return {
+        "victim_streams": counts[victim],
+        "moved_healthy": moved,
+        "forced": forced,
+        "unplaced": len(got.unplaced),
+        "exact_unplaced": ref_unplaced,
+        "survivors_suffice": ref_unplaced == 0,
+        "exact_proven": ref.optimal,
+        "extra": moved - forced + lost,
+        "repair_ms": ms,
+    }
 
 
 def _progress(what: str, t0: float) -> None:
@@ -79,8 +85,11 @@ def _progress(what: str, t0: float) -> None:
 def run(seeds: int, trials: int, exact_limit: float | None) -> dict[str, Any]:
     t0 = time.perf_counter()
     host = host_info()
-    instances = [(n_s, n_w, seed, random_instance(seed, n_s, n_w))
-                 for n_s, n_w in SIZES for seed in range(seeds)]
+    instances = [
+        (n_s, n_w, seed, random_instance(seed, n_s, n_w))
+        for n_s, n_w in SIZES
+        for seed in range(seeds)
+    ]
     times: list[float] = []
     trial_p95: list[float] = []
     plans = {}
@@ -99,15 +108,23 @@ def run(seeds: int, trials: int, exact_limit: float | None) -> dict[str, Any]:
         plan = plans[(n_s, n_w, seed)]
         r = _ratio(inst, objective(inst, plan.assignment), exact_limit)
         _progress(f"exact {n_s}x{n_w} seed {seed}: ratio {r['ratio']:.5f}", t0)
-        cases.append({"streams": n_s, "workers": n_w, "seed": seed, "cost": plan.cost,
-                      "method": plan.method, "solve_ms": round(plan.solve_ms, 2),
-                      "exact_cost": r["exact"], "exact_proven": r["proven"],
-                      "ratio": round(r["ratio"], 6)})
+        cases.append(
+            {
+                "streams": n_s,
+                "workers": n_w,
+                "seed": seed,
+                "cost": plan.cost,
+                "method": plan.method,
+                "solve_ms": round(plan.solve_ms, 2),
+                "exact_cost": r["exact"],
+                "exact_proven": r["proven"],
+                "ratio": round(r["ratio"], 6),
+            }
+        )
     failures = []
     for load in (0.65, 0.8, 0.9):
         for n_s, n_w in SIZES[1:]:
-            f = _failure(random_instance(100 + n_s, n_s, n_w, load=load), BUDGET_MS,
-                         exact_limit)
+            f = _failure(random_instance(100 + n_s, n_s, n_w, load=load), BUDGET_MS, exact_limit)
             _progress(f"failure {n_s}x{n_w} load {load}: extra {f['extra']}", t0)
             times.append(f["repair_ms"])
             failures.append({"streams": n_s, "workers": n_w, "load": load, **f})
@@ -122,21 +139,31 @@ def run(seeds: int, trials: int, exact_limit: float | None) -> dict[str, Any]:
         "solve_ms_max": max(times),
         # the bar: failures the surviving workers can absorb (an exact answer exists for
         # "what capacity forces"); overloaded ones trade unplaced streams against moves
-        "extra_moves": max([f["extra"] for f in failures
-                            if f["survivors_suffice"] and f["exact_proven"]], default=0),
-        "extra_moves_overloaded": max([f["extra"] for f in failures
-                                       if not f["survivors_suffice"]], default=0),
+        "extra_moves": max(
+            [f["extra"] for f in failures if f["survivors_suffice"] and f["exact_proven"]],
+            default=0,
+        ),
+        "extra_moves_overloaded": max(
+            [f["extra"] for f in failures if not f["survivors_suffice"]], default=0
+        ),
         "exact_unproven": sum(1 for c in cases if not c["exact_proven"]),
         "failure_exact_unproven": sum(1 for f in failures if not f["exact_proven"]),
         "exact_limit_s": exact_limit,
-        "four_by_ten": {"cost": exact.cost, "optimal": exact.optimal,
-                        "expected": FOUR_BY_TEN_OPTIMUM, "budgeted_cost": budgeted.cost,
-                        "assignment": exact.assignment},
+        "four_by_ten": {
+            "cost": exact.cost,
+            "optimal": exact.optimal,
+            "expected": FOUR_BY_TEN_OPTIMUM,
+            "budgeted_cost": budgeted.cost,
+            "assignment": exact.assignment,
+        },
         "cases": cases,
         "failures": failures,
     }
-    example_ok = (exact.optimal and abs(exact.cost - FOUR_BY_TEN_OPTIMUM) < 1e-6
-                  and abs(budgeted.cost - FOUR_BY_TEN_OPTIMUM) < 1e-6)
+    example_ok = (
+        exact.optimal
+        and abs(exact.cost - FOUR_BY_TEN_OPTIMUM) < 1e-6
+        and abs(budgeted.cost - FOUR_BY_TEN_OPTIMUM) < 1e-6
+    )
     bars = [
         bar("cost_ratio_max", results["cost_ratio_max"], "<=", 1.01),
         bar("solve_ms_p95", results["solve_ms_p95"], "<=", 200.0),
@@ -153,9 +180,13 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=2, help="random instances per size")
     ap.add_argument("--trials", type=int, default=3, help="timed repetitions")
-    ap.add_argument("--exact-limit", type=float, default=None,
-                    help="cap in seconds for each exact MILP (default: none, run to proof); "
-                         "an unproven one is compared with its lower bound")
+    ap.add_argument(
+        "--exact-limit",
+        type=float,
+        default=None,
+        help="cap in seconds for each exact MILP (default: none, run to proof); "
+        "an unproven one is compared with its lower bound",
+    )
     args = ap.parse_args(argv)
     emit(run(args.seeds, args.trials, args.exact_limit))
     return 0

@@ -97,8 +97,12 @@ class Inproc:
         from edge.worker import build_worker
 
         hub = LoopbackHub()
-        settings = EdgeSettings(worker_id="BENCH", model_dir=path, camera_queue=64,
-                                data_dir=Path(tempfile.mkdtemp(prefix="lw-bench-inproc-")))
+        settings = EdgeSettings(
+            worker_id="BENCH",
+            model_dir=path,
+            camera_queue=64,
+            data_dir=Path(tempfile.mkdtemp(prefix="lw-bench-inproc-")),
+        )
         self.worker = build_worker(settings, LoopbackTransport(hub, "edge-BENCH"))
         self.cams = [StreamRef.camera("bench", "L1", "st1", f"c{i}") for i in range(2)]
         self.worker.start([c.key for c in self.cams])
@@ -118,8 +122,11 @@ class Inproc:
         while time.perf_counter() - t0 < seconds or inflight:
             while inflight < window and time.perf_counter() - t0 < seconds:
                 cam = self.cams[self.seq % len(self.cams)]
-                self.feeder.publish(frame_topic(cam), self.frames[self.seq % len(self.frames)],
-                                    properties={"seq": str(self.seq)})
+                self.feeder.publish(
+                    frame_topic(cam),
+                    self.frames[self.seq % len(self.frames)],
+                    properties={"seq": str(self.seq)},
+                )
                 self.seq += 1
                 inflight += 1
             if not self.done.acquire(timeout=60):
@@ -131,16 +138,19 @@ class Inproc:
     def stats(self) -> dict[str, float]:
         v = self.worker.metrics.value
         batches = v("linewatch_edge_batch_size_count")
-        return {"shed": v("linewatch_edge_shed_frames_total"),
-                "mean_batch": v("linewatch_edge_batch_size_sum") / max(batches, 1)}
+        return {
+            "shed": v("linewatch_edge_shed_frames_total"),
+            "mean_batch": v("linewatch_edge_batch_size_sum") / max(batches, 1),
+        }
 
     def stop(self) -> None:
         self.feeder.stop()
         self.worker.stop()
 
 
-def measure(model_dir: Path, mqtt_url: str, seconds: float, trials: int
-            ) -> tuple[dict[str, Any], list[dict[str, Any]], float]:
+def measure(
+    model_dir: Path, mqtt_url: str, seconds: float, trials: int
+) -> tuple[dict[str, Any], list[dict[str, Any]], float]:
     """Every phase, in one run on one model file: (results, bars, worst ratio spread).
 
     Each pipeline trial is paired with a raw onnxruntime trial run right before it, and the
@@ -167,15 +177,23 @@ def measure(model_dir: Path, mqtt_url: str, seconds: float, trials: int
     return _report(path, size, batch, single, pairs, ip_stats, net)
 
 
-def _report(path: Path, size: int, batch: int, single: float,
-            pairs: list[tuple[float, float]], ip_stats: dict[str, float], net: dict[str, Any]
-            ) -> tuple[dict[str, Any], list[dict[str, Any]], float]:
+def _report(
+    path: Path,
+    size: int,
+    batch: int,
+    single: float,
+    pairs: list[tuple[float, float]],
+    ip_stats: dict[str, float],
+    net: dict[str, Any],
+) -> tuple[dict[str, Any], list[dict[str, Any]], float]:
     ip_ratios = [i / r for r, i in pairs]
     mq_ratios = [m / r for r, m in net["pairs"]]
     raw_all = [r for r, _ in pairs] + [r for r, _ in net["pairs"]]
     results = {
         "model_file": str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path),
-        "input_size": size, "batch": batch, "defective_fraction": 0.1,
+        "input_size": size,
+        "batch": batch,
+        "defective_fraction": 0.1,
         "raw_images_per_s": round(float(np.median(raw_all)), 2),
         "single_image_latency_ms": round(single, 2),
         "inproc_frames_per_s": round(float(np.median([i for _, i in pairs])), 2),
@@ -187,25 +205,35 @@ def _report(path: Path, size: int, batch: int, single: float,
         "p50_latency_ms": round(net["p50_latency_ms"], 2),
         "worker_rss_mb": round(net["worker_rss_mb"], 1),
         "worker_peak_rss_mb": round(net["worker_peak_rss_mb"], 1),
-        "frames_stored": net["stored"], "frames_published": net["published"],
-        "inproc_shed": ip_stats["shed"], "inproc_mean_batch": round(ip_stats["mean_batch"], 2),
-        "trials": {"raw_inproc_pairs": pairs, "raw_mqtt_pairs": net["pairs"],
-                   "inproc_vs_raw": ip_ratios, "mqtt_vs_raw": mq_ratios},
+        "frames_stored": net["stored"],
+        "frames_published": net["published"],
+        "inproc_shed": ip_stats["shed"],
+        "inproc_mean_batch": round(ip_stats["mean_batch"], 2),
+        "trials": {
+            "raw_inproc_pairs": pairs,
+            "raw_mqtt_pairs": net["pairs"],
+            "inproc_vs_raw": ip_ratios,
+            "mqtt_vs_raw": mq_ratios,
+        },
         "load_after": round(os.getloadavg()[0], 2),
     }
-    bars = [bar("mqtt_vs_raw", results["mqtt_vs_raw"], ">=", 0.70),
-            bar("inproc_vs_raw", results["inproc_vs_raw"], ">=", 0.85),
-            bar("p95_latency_ms", results["p95_latency_ms"], "<=", 3 * single + 20),
-            bar("worker_rss_mb", results["worker_rss_mb"], "<=", 600)]
+    bars = [
+        bar("mqtt_vs_raw", results["mqtt_vs_raw"], ">=", 0.70),
+        bar("inproc_vs_raw", results["inproc_vs_raw"], ">=", 0.85),
+        bar("p95_latency_ms", results["p95_latency_ms"], "<=", 3 * single + 20),
+        bar("worker_rss_mb", results["worker_rss_mb"], "<=", 600),
+    ]
     return results, bars, max(spread(ip_ratios), spread(mq_ratios))
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--model-dir", type=Path, default=ROOT / "var" / "models" / "demo")
-    p.add_argument("--mqtt-url", default=os.environ.get("LINEWATCH_TEST_MQTT_URL",
-                                                        "mqtt://127.0.0.1:1883"))
+    p.add_argument(
+        "--mqtt-url", default=os.environ.get("LINEWATCH_TEST_MQTT_URL", "mqtt://127.0.0.1:1883")
+    )
     p.add_argument("--seconds", type=float, default=8.0, help="length of each trial")
     p.add_argument("--trials", type=int, default=3)
     p.add_argument("--out", type=Path, default=OUT)
@@ -214,8 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if not (args.model_dir / "model.card.json").is_file():
             raise FileNotFoundError(f"no model in {args.model_dir} (run `linewatch model build`)")
-        results, bars, worst = measure(args.model_dir, args.mqtt_url, args.seconds,
-                                       args.trials)
+        results, bars, worst = measure(args.model_dir, args.mqtt_url, args.seconds, args.trials)
         report = make_report(results, bars, spread=worst, host=host)
         code = 0
     except Exception as exc:  # still one JSON object: what failed, nothing measured

@@ -31,6 +31,7 @@ from _common import bar, emit, host_info, make_report, spread  # noqa: E402
 
 # ---- the publisher (a separate process) ---------------------------------------------------
 
+
 def publish(args: argparse.Namespace) -> int:
     """Publish ``messages`` ReadingsBatch messages on one sensor stream; print timings."""
     from broker.codecs import encode
@@ -42,10 +43,16 @@ def publish(args: argparse.Namespace) -> int:
     t0 = datetime(2026, 1, 1, tzinfo=UTC)
     payloads = []
     for m in range(args.messages):
-        rs = tuple(StoredReading(key=f"{ref.key}#0:{m * args.per_message + i}",
-                                 seq=m * args.per_message + i, value=20.0 + i % 13 * 0.01,
-                                 ts=t0 + timedelta(milliseconds=m * args.per_message + i),
-                                 unit="C") for i in range(args.per_message))
+        rs = tuple(
+            StoredReading(
+                key=f"{ref.key}#0:{m * args.per_message + i}",
+                seq=m * args.per_message + i,
+                value=20.0 + i % 13 * 0.01,
+                ts=t0 + timedelta(milliseconds=m * args.per_message + i),
+                unit="C",
+            )
+            for i in range(args.per_message)
+        )
         payloads.append(encode(ReadingsBatch(stream=ref.key, worker="bench", readings=rs)))
     t = MqttTransport(args.mqtt_url, f"bench-pub-{uuid.uuid4().hex[:8]}", clean_start=True)
     t.start()
@@ -61,9 +68,27 @@ def publish(args: argparse.Namespace) -> int:
 def run_publisher(mqtt_url: str, site: str, sensor: str, messages: int, per: int) -> float:
     """Start the publisher process; returns its wall-clock start time."""
     out = subprocess.run(
-        [sys.executable, __file__, "--publish", "--mqtt-url", mqtt_url, "--site", site,
-         "--sensor", sensor, "--messages", str(messages), "--per-message", str(per)],
-        check=True, capture_output=True, text=True, cwd=ROOT, timeout=300)
+        [
+            sys.executable,
+            __file__,
+            "--publish",
+            "--mqtt-url",
+            mqtt_url,
+            "--site",
+            site,
+            "--sensor",
+            sensor,
+            "--messages",
+            str(messages),
+            "--per-message",
+            str(per),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
     info = json.loads(out.stdout.strip().splitlines()[-1])
     if not info["ok"]:
         raise RuntimeError("publisher: broker did not confirm every publish")
@@ -71,6 +96,7 @@ def run_publisher(mqtt_url: str, site: str, sensor: str, messages: int, per: int
 
 
 # ---- the raw paho-mqtt subscriber ----------------------------------------------------------
+
 
 def raw_trial(mqtt_url: str, messages: int, per: int) -> float:
     """Rows/s a bare paho subscriber (QoS 1, acking each message) receives."""
@@ -88,8 +114,7 @@ def raw_trial(mqtt_url: str, messages: int, per: int) -> float:
             done.set()
 
     u = MqttUrl.parse(mqtt_url)
-    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{site}-raw",
-                    protocol=mqtt.MQTTv5)
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{site}-raw", protocol=mqtt.MQTTv5)
     c.on_message = on_message
     c.connect(u.host, u.port)
     c.loop_start()
@@ -107,6 +132,7 @@ def raw_trial(mqtt_url: str, messages: int, per: int) -> float:
 
 # ---- the store -----------------------------------------------------------------------------
 
+
 class Store:
     """A fresh database at head and one `linewatch store` process for it."""
 
@@ -117,12 +143,22 @@ class Store:
         self.name = f"{self.site}-w"
         upgrade(url)
         self.engine = make_engine(url)
-        env = {**os.environ, "LINEWATCH_DB_URL": url, "LINEWATCH_MQTT_URL": mqtt_url,
-               "LINEWATCH_STORE_SITE": self.site, "LINEWATCH_DATA_DIR": str(workdir),
-               "LINEWATCH_RETENTION_INTERVAL_S": "0", "LINEWATCH_LOG_LEVEL": "WARNING"}
+        env = {
+            **os.environ,
+            "LINEWATCH_DB_URL": url,
+            "LINEWATCH_MQTT_URL": mqtt_url,
+            "LINEWATCH_STORE_SITE": self.site,
+            "LINEWATCH_DATA_DIR": str(workdir),
+            "LINEWATCH_RETENTION_INTERVAL_S": "0",
+            "LINEWATCH_LOG_LEVEL": "WARNING",
+        }
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "services.cli", "store", "run", "--name", self.name],
-            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         self._wait(lambda: self._online(), 60, "store writer online")
 
     def _online(self) -> bool:
@@ -133,8 +169,12 @@ class Store:
         if self.proc.poll() is not None:
             raise RuntimeError(f"store writer exited with {self.proc.returncode}")
         with self.engine.connect() as conn:
-            return conn.execute(select(s.T_WORKERS.c.state).where(
-                s.T_WORKERS.c.worker == f"store-{self.name}")).scalar() is not None
+            return (
+                conn.execute(
+                    select(s.T_WORKERS.c.state).where(s.T_WORKERS.c.worker == f"store-{self.name}")
+                ).scalar()
+                is not None
+            )
 
     @staticmethod
     def _wait(cond: Any, timeout: float, what: str) -> None:
@@ -151,8 +191,11 @@ class Store:
 
         t = s.T_READINGS
         with self.engine.connect() as conn:
-            return int(conn.execute(select(func.count()).select_from(t)
-                                    .where(t.c.stream == stream)).scalar_one())
+            return int(
+                conn.execute(
+                    select(func.count()).select_from(t).where(t.c.stream == stream)
+                ).scalar_one()
+            )
 
     def trial(self, mqtt_url: str, n: int, messages: int, per: int) -> tuple[float, int]:
         """(rows/s from the first publish to the last row committed, rows lost)."""
@@ -176,8 +219,11 @@ class Store:
         self.engine.dispose()
         from broker.mqtt import MqttTransport
 
-        t = MqttTransport(os.environ.get("_LW_BENCH_MQTT", "mqtt://127.0.0.1:1883"),
-                          f"store-{self.name}", clean_start=True)
+        t = MqttTransport(
+            os.environ.get("_LW_BENCH_MQTT", "mqtt://127.0.0.1:1883"),
+            f"store-{self.name}",
+            clean_start=True,
+        )
         t.start()
         t.publish(f"lw/v1/_sys/status/store-{self.name}", b"", retain=True).wait(5)
         t.stop()
@@ -216,9 +262,12 @@ def fresh_pg(admin_url: str) -> tuple[str, Any]:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--mqtt-url", default="mqtt://127.0.0.1:1883")
-    p.add_argument("--pg-admin-url",
-                   default=os.environ.get("LINEWATCH_TEST_PG_URL",
-                                          "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"))
+    p.add_argument(
+        "--pg-admin-url",
+        default=os.environ.get(
+            "LINEWATCH_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+        ),
+    )
     p.add_argument("--messages", type=int, default=400)
     p.add_argument("--per-message", type=int, default=200)
     p.add_argument("--trials", type=int, default=3)
@@ -241,14 +290,17 @@ def main() -> int:
     pg, lite, raw_best = max(pg_rates), max(lite_rates), max(raw)
     lost = pg_lost + lite_lost
     results = {
-        "postgres_rows_per_s": round(pg), "sqlite_rows_per_s": round(lite),
+        "postgres_rows_per_s": round(pg),
+        "sqlite_rows_per_s": round(lite),
         "raw_paho_rows_per_s": round(raw_best),
         "postgres_vs_raw_paho": round(pg / raw_best, 3),
-        "sqlite_vs_raw_paho": round(lite / raw_best, 3), "lost": lost,
+        "sqlite_vs_raw_paho": round(lite / raw_best, 3),
+        "lost": lost,
         "postgres_trials": [round(r) for r in pg_rates],
         "sqlite_trials": [round(r) for r in lite_rates],
         "raw_paho_trials": [round(r) for r in raw],
-        "messages_per_trial": args.messages, "readings_per_message": args.per_message,
+        "messages_per_trial": args.messages,
+        "readings_per_message": args.per_message,
         "load_after": round(os.getloadavg()[0], 2),
     }
     bars = [bar("postgres_rows_per_s", pg, ">=", 20_000), bar("lost", lost, "<=", 0)]

@@ -117,16 +117,21 @@ class LineWatchBroker(Broker):
             return
         while not session.retained_messages.empty():
             queued = await session.retained_messages.get()
-            _BACKGROUND.spawn(handler.mqtt_publish(queued.topic, queued.data, queued.qos,
-                                                   retain=False))
+            _BACKGROUND.spawn(
+                handler.mqtt_publish(queued.topic, queued.data, queued.qos, retain=False)
+            )
 
-    async def _publish_retained_messages_for_subscription(self, subscription: tuple[str, int],
-                                                          session: Session) -> None:
+    async def _publish_retained_messages_for_subscription(
+        self, subscription: tuple[str, int], session: Session
+    ) -> None:
         handler = self._get_handler(session)
         if handler is None:
             return
         topic_filter, qos = subscription
         for topic, retained in list(self._retained_messages.items()):
             if self._matches(topic, topic_filter):
-                _BACKGROUND.spawn(handler.mqtt_publish(
-                    retained.topic, retained.data, min(qos, retained.qos or qos), retain=True))
+                _BACKGROUND.spawn(
+                    handler.mqtt_publish(
+                        retained.topic, retained.data, min(qos, retained.qos or qos), retain=True
+                    )
+                )

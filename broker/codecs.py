@@ -34,12 +34,21 @@ _EMPTY: Mapping[str, str] = MappingProxyType({})
 Buffer = bytes | bytearray | memoryview
 
 OUTPUT_MODELS: dict[Route, type[Msg]] = {
-    Route.VERDICT: m.Verdict, Route.FEATURES: m.Features, Route.FRAME_FAMILY: m.FrameFamily,
-    Route.THRESHOLD_CHANGE: m.ThresholdChange, Route.GAP: m.Gap, Route.READINGS: m.ReadingsBatch,
-    Route.SENSOR_ANOMALY: m.SensorAnomaly, Route.ALERT: Alert, Route.STATUS: m.WorkerStatus,
-    Route.ASSIGNMENT: m.Assignment, Route.FAMILY: m.FamilyUpdate,
-    Route.THRESHOLD_CONTROL: m.ThresholdControl, Route.DEAD_LETTER: DeadLetter,
-    Route.DISPATCH_DECISION: m.DispatchDecision, Route.FAMILY_CONTROL: m.FamilyControl,
+    Route.VERDICT: m.Verdict,
+    Route.FEATURES: m.Features,
+    Route.FRAME_FAMILY: m.FrameFamily,
+    Route.THRESHOLD_CHANGE: m.ThresholdChange,
+    Route.GAP: m.Gap,
+    Route.READINGS: m.ReadingsBatch,
+    Route.SENSOR_ANOMALY: m.SensorAnomaly,
+    Route.ALERT: Alert,
+    Route.STATUS: m.WorkerStatus,
+    Route.ASSIGNMENT: m.Assignment,
+    Route.FAMILY: m.FamilyUpdate,
+    Route.THRESHOLD_CONTROL: m.ThresholdControl,
+    Route.DEAD_LETTER: DeadLetter,
+    Route.DISPATCH_DECISION: m.DispatchDecision,
+    Route.FAMILY_CONTROL: m.FamilyControl,
 }
 
 
@@ -72,6 +81,7 @@ DEFAULT_LIMITS = Limits()
 
 
 # ---- shared field checks --------------------------------------------------------------------
+
 
 def _too_large(size: int, limit: int, what: str) -> Rejected:
     return Rejected("payload_too_large", f"{what} payload of {size} bytes exceeds {limit}")
@@ -112,26 +122,35 @@ def _timestamp(value: Any, now: datetime) -> datetime:
         value = int(value)  # epoch ms given as text (user properties)
     if isinstance(value, int) and not isinstance(value, bool):
         if not _EARLIEST_MS <= value <= (now + FUTURE_SLACK).timestamp() * 1000:
-            raise Rejected("bad_value", f"epoch milliseconds {value} is before 2000 or more "
-                           "than a day in the future (seconds instead of milliseconds?)")
+            raise Rejected(
+                "bad_value",
+                f"epoch milliseconds {value} is before 2000 or more "
+                "than a day in the future (seconds instead of milliseconds?)",
+            )
         return datetime.fromtimestamp(value / 1000, UTC)
     if not isinstance(value, str):
         raise Rejected("bad_schema", "ts must be an RFC3339 string or integer epoch milliseconds")
     when = _rfc3339(value)
     if when < EARLIEST or when > now + FUTURE_SLACK:
-        raise Rejected("bad_value", f"timestamp {when.isoformat()} is before 2000 or more "
-                       "than a day in the future")
+        raise Rejected(
+            "bad_value",
+            f"timestamp {when.isoformat()} is before 2000 or more than a day in the future",
+        )
     return when
 
 
-_RFC3339_RE = re.compile(r"\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d:\d\d(\.\d{1,9})?([Zz]|[+-]\d\d:\d\d)",
-                         re.ASCII)
+_RFC3339_RE = re.compile(
+    r"\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d:\d\d(\.\d{1,9})?([Zz]|[+-]\d\d:\d\d)", re.ASCII
+)
 
 
 def _rfc3339(text: str) -> datetime:
     if not _RFC3339_RE.fullmatch(text):
-        raise Rejected("bad_schema", f"ts {text[:40]!r} is not RFC3339 with a timezone "
-                       "(e.g. 2026-01-31T08:00:00.123Z) nor epoch milliseconds")
+        raise Rejected(
+            "bad_schema",
+            f"ts {text[:40]!r} is not RFC3339 with a timezone "
+            "(e.g. 2026-01-31T08:00:00.123Z) nor epoch milliseconds",
+        )
     try:
         return datetime.fromisoformat(text.upper()).astimezone(UTC)
     except (ValueError, OverflowError) as exc:
@@ -152,9 +171,16 @@ def _finite(value: float, name: str = "value") -> float:
 
 # ---- inputs -------------------------------------------------------------------------------
 
-def decode_input(topic: str, payload: Buffer, properties: Mapping[str, str] = _EMPTY,
-                 receipt: str = "", *, limits: Limits = DEFAULT_LIMITS,
-                 now: datetime | None = None) -> FrameIn | SensorIn:
+
+def decode_input(
+    topic: str,
+    payload: Buffer,
+    properties: Mapping[str, str] = _EMPTY,
+    receipt: str = "",
+    *,
+    limits: Limits = DEFAULT_LIMITS,
+    now: datetime | None = None,
+) -> FrameIn | SensorIn:
     """Decode a camera frame or sensor publish; raise :class:`Rejected` on any contract breach.
 
     With no broker ``receipt`` a random one is used, so unsequenced inputs never collide.
@@ -177,8 +203,14 @@ def decode_input(topic: str, payload: Buffer, properties: Mapping[str, str] = _E
     raise Rejected("bad_topic", f"{topic[:120]!r} is not an input (frame or sensor) topic")
 
 
-def _decode_frame(stream: StreamRef, payload: bytes, props: Mapping[str, str], receipt: str,
-                  limits: Limits, now: datetime) -> FrameIn:
+def _decode_frame(
+    stream: StreamRef,
+    payload: bytes,
+    props: Mapping[str, str],
+    receipt: str,
+    limits: Limits,
+    now: datetime,
+) -> FrameIn:
     if _ENVELOPE_RE.match(payload):
         image, meta = _envelope(payload, limits, now)
         declared = meta.pop("encoding")
@@ -191,9 +223,18 @@ def _decode_frame(stream: StreamRef, payload: bytes, props: Mapping[str, str], r
     if declared is not None and declared != info.encoding:
         raise Rejected("bad_image", f"envelope says {declared} but the bytes are {info.encoding}")
     seq, epoch = meta.get("seq"), meta.get("epoch", 0)
-    return FrameIn(stream=stream, key=frame_key(stream, seq, epoch, receipt), image=image,
-                   encoding=info.encoding, width=info.width, height=info.height, seq=seq,
-                   pub_epoch=epoch, captured_at=meta.get("ts"), part=meta.get("part"))
+    return FrameIn(
+        stream=stream,
+        key=frame_key(stream, seq, epoch, receipt),
+        image=image,
+        encoding=info.encoding,
+        width=info.width,
+        height=info.height,
+        seq=seq,
+        pub_epoch=epoch,
+        captured_at=meta.get("ts"),
+        part=meta.get("part"),
+    )
 
 
 def _frame_properties(props: Mapping[str, str], now: datetime) -> dict[str, Any]:
@@ -245,8 +286,14 @@ _NONFINITE_RE = re.compile(r"[+-]?(?:nan|inf|infinity)", re.IGNORECASE)
 _JSON_START = ("{", "[", '"', "t", "f", "n")
 
 
-def _decode_sensor(stream: StreamRef, payload: bytes, props: Mapping[str, str], receipt: str,
-                   limits: Limits, now: datetime) -> SensorIn:
+def _decode_sensor(
+    stream: StreamRef,
+    payload: bytes,
+    props: Mapping[str, str],
+    receipt: str,
+    limits: Limits,
+    now: datetime,
+) -> SensorIn:
     try:
         text = payload.decode("utf-8").strip(" \t\r\n")
     except UnicodeDecodeError as exc:
@@ -272,11 +319,14 @@ def _bare_number(text: str) -> float:
     if _NONFINITE_RE.fullmatch(text):
         raise Rejected("bad_value", f"{text!r} is not a finite number")
     if len(text) > strictjson.MAX_FLOAT_CHARS:
-        raise Rejected("json_number_too_large",
-                       f"number of {len(text)} characters (at most {strictjson.MAX_FLOAT_CHARS})")
+        raise Rejected(
+            "json_number_too_large",
+            f"number of {len(text)} characters (at most {strictjson.MAX_FLOAT_CHARS})",
+        )
     if not _NUMBER_RE.fullmatch(text):
-        raise Rejected("bad_schema", f"sensor payload {text[:40]!r} is neither a number "
-                       "nor a JSON object")
+        raise Rejected(
+            "bad_schema", f"sensor payload {text[:40]!r} is neither a number nor a JSON object"
+        )
     return _finite(float(text))
 
 
@@ -325,6 +375,7 @@ def reading_key(sensor_in: SensorIn, index: int, reading: Reading) -> str:
 
 # ---- outputs ------------------------------------------------------------------------------
 
+
 def encode(msg: Msg) -> bytes:
     """Compact JSON of an output message (bytes fields in base64)."""
     return msg.__pydantic_serializer__.to_json(msg)
@@ -366,13 +417,22 @@ def _check_topic(parsed: Parsed, msg: Msg) -> None:
         except TopicError:
             same = False
         if not same:
-            raise Rejected("topic_mismatch", f"stream {stream[:120]!r} "
-                           f"published on the topic of {parsed.stream.key}")
-    if (parsed.station is not None and isinstance(msg, Alert)
-            and (msg.site, msg.line, msg.station) != parsed.station):
+            raise Rejected(
+                "topic_mismatch",
+                f"stream {stream[:120]!r} published on the topic of {parsed.stream.key}",
+            )
+    if (
+        parsed.station is not None
+        and isinstance(msg, Alert)
+        and (msg.site, msg.line, msg.station) != parsed.station
+    ):
         raise Rejected("topic_mismatch", "alert site/line/station differ from its topic")
-    ident_field = {Route.STATUS: "worker", Route.ASSIGNMENT: "worker", Route.FAMILY: "family",
-                   Route.DEAD_LETTER: "component"}.get(parsed.route)
+    ident_field = {
+        Route.STATUS: "worker",
+        Route.ASSIGNMENT: "worker",
+        Route.FAMILY: "family",
+        Route.DEAD_LETTER: "component",
+    }.get(parsed.route)
     if ident_field is not None and getattr(msg, ident_field) != parsed.ident:
         raise Rejected("topic_mismatch", f"{ident_field} differs from the topic id {parsed.ident}")
 
@@ -388,8 +448,9 @@ def _safe_text(text: str, limit: int) -> str:
     return text.replace("\x00", "\\x00")[:limit]
 
 
-def dead_letter(component: str, topic: str, payload: Buffer, err: Rejected, *,
-                receipt: str = "") -> DeadLetter:
+def dead_letter(
+    component: str, topic: str, payload: Buffer, err: Rejected, *, receipt: str = ""
+) -> DeadLetter:
     """The dead-letter record of a rejected payload (first 64 bytes kept for forensics).
 
     The key is derived from the broker receipt when given (a redelivery is stored once),
@@ -398,14 +459,21 @@ def dead_letter(component: str, topic: str, payload: Buffer, err: Rejected, *,
     payload = bytes(payload)
     comp = _ID_BAD.sub("_", str(component))[:64] or "unknown"
     if receipt:
-        digest = hashlib.sha256(f"{comp}\x00{topic}\x00{receipt}".encode(
-            "utf-8", "backslashreplace")).hexdigest()[:32]
+        digest = hashlib.sha256(
+            f"{comp}\x00{topic}\x00{receipt}".encode("utf-8", "backslashreplace")
+        ).hexdigest()[:32]
     else:
         digest = uuid.uuid4().hex
-    return DeadLetter(key=f"dl:{comp}:{digest}", component=comp, topic=_safe_text(topic, 512),
-                      reason=_safe_text(err.reason, 64) or "rejected",
-                      detail=_safe_text(err.detail, MAX_DETAIL), payload_size=len(payload),
-                      payload_head=payload[:HEAD_BYTES], ts=utcnow())
+    return DeadLetter(
+        key=f"dl:{comp}:{digest}",
+        component=comp,
+        topic=_safe_text(topic, 512),
+        reason=_safe_text(err.reason, 64) or "rejected",
+        detail=_safe_text(err.detail, MAX_DETAIL),
+        payload_size=len(payload),
+        payload_head=payload[:HEAD_BYTES],
+        ts=utcnow(),
+    )
 
 
 def embedding_to_bytes(vec: np.ndarray) -> bytes:

@@ -79,8 +79,7 @@ class FrontDoor:
     def __init__(self, broker: Broker) -> None:
         self._broker = broker
 
-    async def __call__(self, reader: asyncio.StreamReader,
-                       writer: asyncio.StreamWriter) -> None:
+    async def __call__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             head, level = await asyncio.wait_for(_read_connect_head(reader), CONNECT_WAIT_S)
         except (TimeoutError, asyncio.IncompleteReadError, OSError):
@@ -92,20 +91,26 @@ class FrontDoor:
                 await writer.drain()
             writer.close()
             return
-        await self._broker.external_connected(_Replay(head, reader),
-                                              StreamWriterAdapter(writer), "default")
+        await self._broker.external_connected(
+            _Replay(head, reader), StreamWriterAdapter(writer), "default"
+        )
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="linewatch broker",
         description="Run the embedded MQTT 3.1.1 broker (amqtt): the zero-setup demo default. "
-                    "Anonymous clients are accepted; use Mosquitto with broker/secure/ for "
-                    "anything else.")
-    p.add_argument("--host", default=DEFAULT_HOST,
-                   help=f"address to bind (default {DEFAULT_HOST}; 0.0.0.0 exposes it)")
-    p.add_argument("--port", type=int, default=EMBEDDED_PORT,
-                   help=f"TCP port (default {EMBEDDED_PORT})")
+        "Anonymous clients are accepted; use Mosquitto with broker/secure/ for "
+        "anything else.",
+    )
+    p.add_argument(
+        "--host",
+        default=DEFAULT_HOST,
+        help=f"address to bind (default {DEFAULT_HOST}; 0.0.0.0 exposes it)",
+    )
+    p.add_argument(
+        "--port", type=int, default=EMBEDDED_PORT, help=f"TCP port (default {EMBEDDED_PORT})"
+    )
     args = p.parse_args(argv)
     if not 0 < args.port < 65536:
         p.error(f"--port {args.port} is out of range 1..65535")
@@ -130,8 +135,11 @@ async def serve(host: str, port: int, stop: asyncio.Event) -> None:
     server = await asyncio.start_server(FrontDoor(broker), host, port, reuse_address=True)
     log.info("embedded MQTT broker listening on %s:%s", host, port)
     if host not in ("127.0.0.1", "localhost", "::1"):
-        log.warning("the embedded broker accepts anonymous clients and is reachable on %s; "
-                    "use Mosquitto with broker/secure/ beyond a demo", host)
+        log.warning(
+            "the embedded broker accepts anonymous clients and is reachable on %s; "
+            "use Mosquitto with broker/secure/ beyond a demo",
+            host,
+        )
     try:
         await stop.wait()
     finally:
@@ -145,8 +153,9 @@ def main(argv: list[str]) -> int:
     args = _parse(argv)
     busy = _port_free(args.host, args.port)
     if busy is not None:
-        print(f"linewatch broker: cannot listen on {args.host}:{args.port}: {busy}",
-              file=sys.stderr)
+        print(
+            f"linewatch broker: cannot listen on {args.host}:{args.port}: {busy}", file=sys.stderr
+        )
         return 1
     # amqtt logs every connection at INFO; keep ours, quieten theirs.
     for name in ("amqtt", "transitions"):
@@ -162,7 +171,6 @@ def main(argv: list[str]) -> int:
     try:
         asyncio.run(run())
     except OSError as exc:  # lost a race for the port, or the address vanished
-        print(f"linewatch broker: cannot listen on {args.host}:{args.port}: {exc}",
-              file=sys.stderr)
+        print(f"linewatch broker: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -25,9 +25,15 @@ _JPEG_OTHER_SOF = frozenset({0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xC
 _FILL_RE = re.compile(rb"\xff*")  # marker fill bytes
 _JPEG_STANDALONE = frozenset({0x01, *range(0xD0, 0xD8)})
 # Known formats LineWatch does not take: named as unsupported rather than "unknown".
-_OTHER_MAGIC = ((b"GIF87a", "GIF"), (b"GIF89a", "GIF"), (b"BM", "BMP"), (b"II*\x00", "TIFF"),
-                (b"MM\x00*", "TIFF"), (b"\xff\x0a", "JPEG XL"),
-                (b"\x00\x00\x00\x0cjP", "JPEG 2000"))
+_OTHER_MAGIC = (
+    (b"GIF87a", "GIF"),
+    (b"GIF89a", "GIF"),
+    (b"BM", "BMP"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+    (b"\xff\x0a", "JPEG XL"),
+    (b"\x00\x00\x00\x0cjP", "JPEG 2000"),
+)
 # PNG colour type -> allowed bit depths.
 _PNG_DEPTHS = {0: {1, 2, 4, 8, 16}, 2: {8, 16}, 3: {1, 2, 4, 8}, 4: {8, 16}, 6: {8, 16}}
 
@@ -59,8 +65,9 @@ def detect(data: bytes) -> Encoding | None:
     return None
 
 
-def sniff(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS,
-          max_side: int = DEFAULT_MAX_SIDE) -> ImageInfo:
+def sniff(
+    data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, max_side: int = DEFAULT_MAX_SIDE
+) -> ImageInfo:
     """Check the header and framing of a JPEG/PNG and return its size; raise ImageError.
 
     Size limits are checked before truncation, so a bomb header alone reads ``image_too_large``.
@@ -87,8 +94,9 @@ def _unknown(data: bytes) -> ImageError:
         return ImageError("unsupported_encoding", "HEIF/AVIF images are not accepted (JPEG or PNG)")
     for magic, name in _OTHER_MAGIC:
         if data.startswith(magic):
-            return ImageError("unsupported_encoding",
-                              f"{name} images are not accepted (JPEG or PNG)")
+            return ImageError(
+                "unsupported_encoding", f"{name} images are not accepted (JPEG or PNG)"
+            )
     return ImageError("bad_image", f"not a JPEG or PNG (starts with {data[:8].hex() or 'nothing'})")
 
 
@@ -96,11 +104,14 @@ def _check_size(width: int, height: int, max_pixels: int, max_side: int) -> None
     if width <= 0 or height <= 0:
         raise ImageError("bad_image", f"image size {width}x{height} is empty")
     if width > max_side or height > max_side or width * height > max_pixels:
-        raise ImageError("image_too_large", f"image size {width}x{height} exceeds "
-                         f"{max_pixels} pixels or {max_side} per side")
+        raise ImageError(
+            "image_too_large",
+            f"image size {width}x{height} exceeds {max_pixels} pixels or {max_side} per side",
+        )
 
 
 # ---- PNG -----------------------------------------------------------------------------------
+
 
 def _png_size(data: bytes) -> tuple[int, int]:
     if len(data) < 33:
@@ -113,8 +124,11 @@ def _png_size(data: bytes) -> tuple[int, int]:
     if zlib.crc32(data[12:29]) != crc:
         raise ImageError("bad_image", "PNG IHDR checksum mismatch")
     if depth not in _PNG_DEPTHS.get(colour, ()) or comp or filt or interlace > 1:
-        raise ImageError("bad_image", f"PNG IHDR invalid (colour {colour}, depth {depth}, "
-                         f"compression {comp}, filter {filt}, interlace {interlace})")
+        raise ImageError(
+            "bad_image",
+            f"PNG IHDR invalid (colour {colour}, depth {depth}, "
+            f"compression {comp}, filter {filt}, interlace {interlace})",
+        )
     return width, height
 
 
@@ -145,6 +159,7 @@ def _check_png_chunks(data: bytes) -> None:
 
 # ---- JPEG ----------------------------------------------------------------------------------
 
+
 def _jpeg_size(data: bytes) -> tuple[int, int]:
     """Walk marker segments from SOI up to the first scan; return the SOFn size."""
     pos, end, size = 2, len(data), None
@@ -164,7 +179,7 @@ def _jpeg_size(data: bytes) -> tuple[int, int]:
             raise ImageError("bad_image", f"JPEG marker {marker:#04x} misplaced at byte {pos - 1}")
         if pos + 2 > end:
             raise ImageError("image_truncated", "JPEG ends inside a segment length")
-        seg_len = int.from_bytes(data[pos:pos + 2], "big")
+        seg_len = int.from_bytes(data[pos : pos + 2], "big")
         if seg_len < 2:
             raise ImageError("bad_image", f"JPEG segment length {seg_len} at byte {pos}")
         if pos + seg_len > end:
@@ -181,21 +196,24 @@ def _jpeg_size(data: bytes) -> tuple[int, int]:
 
 def _jpeg_sof(data: bytes, pos: int, seg_len: int, marker: int) -> tuple[int, int]:
     if marker not in _JPEG_SUPPORTED_SOF:
-        raise ImageError("unsupported_encoding",
-                         f"JPEG process SOF{marker - 0xC0} (lossless/arithmetic/hierarchical)")
+        raise ImageError(
+            "unsupported_encoding",
+            f"JPEG process SOF{marker - 0xC0} (lossless/arithmetic/hierarchical)",
+        )
     if seg_len < 8:
         raise ImageError("bad_image", "JPEG frame header too short")
     precision, height, width, comps = struct.unpack_from(">BHHB", data, pos + 2)
     if seg_len != 8 + 3 * comps:
         raise ImageError("bad_image", f"JPEG frame header length {seg_len} for {comps} components")
     if precision != 8 or comps not in (1, 3, 4):
-        raise ImageError("unsupported_encoding",
-                         f"JPEG with {precision}-bit samples and {comps} components")
+        raise ImageError(
+            "unsupported_encoding", f"JPEG with {precision}-bit samples and {comps} components"
+        )
     return width, height
 
 
 def _check_jpeg_end(data: bytes) -> None:
     """A complete JPEG ends with EOI, allowing a few padding zero bytes after it."""
-    tail = data[-(MAX_TRAILING_ZEROS + len(JPEG_EOI)):].rstrip(b"\x00")
+    tail = data[-(MAX_TRAILING_ZEROS + len(JPEG_EOI)) :].rstrip(b"\x00")
     if not tail.endswith(JPEG_EOI):
         raise ImageError("image_truncated", "JPEG does not end with the EOI marker (FFD9)")

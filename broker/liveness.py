@@ -34,8 +34,9 @@ def next_counter(path: Path) -> int:
         previous = 0
     except (OSError, ValueError) as exc:
         previous = int(time.time())
-        log.warning("incarnation counter %s unreadable (%s); continuing from %d",
-                    path, exc, previous)
+        log.warning(
+            "incarnation counter %s unreadable (%s); continuing from %d", path, exc, previous
+        )
     value = max(previous, 0) + 1
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
@@ -59,8 +60,7 @@ class Liveness:
     ``offline``, waits for the broker's ack) and then ``transport.stop()``.
     """
 
-    def __init__(self, transport: Transport, worker_id: str, role: Role,
-                 state_dir: Path) -> None:
+    def __init__(self, transport: Transport, worker_id: str, role: Role, state_dir: Path) -> None:
         self.worker_id = check_id(worker_id, "worker")
         self.role: Role = role
         self.topic = worker_status_topic(worker_id)
@@ -71,17 +71,23 @@ class Liveness:
 
     def status(self, state: State, **fields: Any) -> WorkerStatus:
         """The status message for ``state``; ``fields`` fill WorkerStatus's optional fields."""
-        return WorkerStatus(worker=self.worker_id, role=self.role, state=state,
-                            counter=self.counter, ts=utcnow(), host=self._host,
-                            pid=self._pid, **fields)
+        return WorkerStatus(
+            worker=self.worker_id,
+            role=self.role,
+            state=state,
+            counter=self.counter,
+            ts=utcnow(),
+            host=self._host,
+            pid=self._pid,
+            **fields,
+        )
 
     def payload(self, state: State, **fields: Any) -> bytes:
         return encode_msg(self.status(state, **fields))
 
     def birth(self, **fields: Any) -> Published:
         """Retained ``online`` status (call once connected)."""
-        return self._transport.publish(self.topic, self.payload("online", **fields),
-                                       retain=True)
+        return self._transport.publish(self.topic, self.payload("online", **fields), retain=True)
 
     def heartbeat(self, **fields: Any) -> Published:
         """Non-retained ``heartbeat`` status carrying current load figures."""
@@ -89,10 +95,8 @@ class Liveness:
 
     def death(self, timeout: float = 5.0, **fields: Any) -> bool:
         """Retained ``offline`` status; True once the broker acknowledged it."""
-        pub = self._transport.publish(self.topic, self.payload("offline", **fields),
-                                      retain=True)
+        pub = self._transport.publish(self.topic, self.payload("offline", **fields), retain=True)
         ok = pub.wait(timeout)
         if not ok:
-            log.warning("%s: death status not acknowledged within %.1f s", self.worker_id,
-                        timeout)
+            log.warning("%s: death status not acknowledged within %.1f s", self.worker_id, timeout)
         return ok

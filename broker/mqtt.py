@@ -35,17 +35,36 @@ from broker.mqtt_support import (
 )
 from broker.transport import Handler, Inbound
 
-__all__ = ["ConnectError", "MqttError", "MqttTransport", "PublishError", "SubscribeError",
-           "Waiter", "connect"]
+__all__ = [
+    "ConnectError",
+    "MqttError",
+    "MqttTransport",
+    "PublishError",
+    "SubscribeError",
+    "Waiter",
+    "connect",
+]
 
 log = logging.getLogger(__name__)
 
 _V5, _V311 = paho.MQTTv5, paho.MQTTv311
 _PROTO_NAME = {_V5: "MQTT v5", _V311: "MQTT 3.1.1"}
 _V5_PROBE_S = 2.0  # silence after an MQTT v5 CONNECT that means "broker speaks 3.1.1 only"
-_STAT_KEYS = ("received", "acked", "published", "publish_acked", "publish_refused",
-              "handler_errors", "inbound_dropped_unacked", "reconnects", "unrouted",
-              "stale_acks", "dead_letters", "subscribed", "subscribe_refused")
+_STAT_KEYS = (
+    "received",
+    "acked",
+    "published",
+    "publish_acked",
+    "publish_refused",
+    "handler_errors",
+    "inbound_dropped_unacked",
+    "reconnects",
+    "unrouted",
+    "stale_acks",
+    "dead_letters",
+    "subscribed",
+    "subscribe_refused",
+)
 
 
 def _noop() -> None:
@@ -103,11 +122,20 @@ class MqttTransport:
     message is acknowledged once the dead letter is.
     """
 
-    def __init__(self, url: str, client_id: str, *, keepalive: int = 5,
-                 clean_start: bool = False, ca_file: Path | None = None,
-                 queue_size: int = 10_000, session_expiry_s: int = 86_400,
-                 connect_timeout_s: float = 10.0, max_inflight_out: int = 1000,
-                 max_queued_out: int = 100_000) -> None:
+    def __init__(
+        self,
+        url: str,
+        client_id: str,
+        *,
+        keepalive: int = 5,
+        clean_start: bool = False,
+        ca_file: Path | None = None,
+        queue_size: int = 10_000,
+        session_expiry_s: int = 86_400,
+        connect_timeout_s: float = 10.0,
+        max_inflight_out: int = 1000,
+        max_queued_out: int = 100_000,
+    ) -> None:
         if not client_id or len(client_id.encode()) > 65535:
             raise ValueError("client_id must be a non-empty string")
         self.client_id = client_id
@@ -124,8 +152,9 @@ class MqttTransport:
         self._stats = Stats(_STAT_KEYS)
         self._book = MidBook()
         self._receipts = Receipts(client_id)
-        self._delivery = Delivery(client_id, component_id(client_id), queue_size, self._stats,
-                                  self.publish)
+        self._delivery = Delivery(
+            client_id, component_id(client_id), queue_size, self._stats, self.publish
+        )
         self._gen = 0  # connection generation; acks of an older generation are stale
         self._connected = False
         self._first = threading.Event()
@@ -160,17 +189,22 @@ class MqttTransport:
         for proto in protocols:
             outcome = self._connect_once(proto)
             if outcome is None:
-                log.info("connected to %s as %r (%s)", self._safe_url, self.client_id,
-                         _PROTO_NAME[proto])
+                log.info(
+                    "connected to %s as %r (%s)", self._safe_url, self.client_id, _PROTO_NAME[proto]
+                )
                 self._await_first_suback()
                 return
             if proto == _V5 and outcome.startswith("v5-refused"):
-                log.info("broker %s does not speak MQTT v5 (%s); using MQTT 3.1.1",
-                         self._safe_url, outcome)
+                log.info(
+                    "broker %s does not speak MQTT v5 (%s); using MQTT 3.1.1",
+                    self._safe_url,
+                    outcome,
+                )
                 continue
             self._shutdown(graceful=False)
-            raise ConnectError(f"cannot connect to {self._safe_url} as {self.client_id!r}: "
-                               f"{outcome}")
+            raise ConnectError(
+                f"cannot connect to {self._safe_url} as {self.client_id!r}: {outcome}"
+            )
 
     def _await_first_suback(self) -> None:
         """Subscriptions registered before start() are active when start() returns."""
@@ -179,10 +213,15 @@ class MqttTransport:
             return
         if waiter.done:
             self._shutdown(graceful=True)
-            raise SubscribeError(f"broker {self._safe_url} refused subscriptions of "
-                                 f"{self.client_id!r}: {waiter.error}")
-        log.warning("%s: no SUBACK within %g s; subscriptions are re-sent on reconnect",
-                    self.client_id, self._connect_timeout)
+            raise SubscribeError(
+                f"broker {self._safe_url} refused subscriptions of "
+                f"{self.client_id!r}: {waiter.error}"
+            )
+        log.warning(
+            "%s: no SUBACK within %g s; subscriptions are re-sent on reconnect",
+            self.client_id,
+            self._connect_timeout,
+        )
 
     def stop(self) -> None:
         """Graceful stop: DISCONNECT (the broker sends no will), stop the loop and delivery."""
@@ -201,9 +240,13 @@ class MqttTransport:
             props = Properties(PacketTypes.CONNECT)
             props.SessionExpiryInterval = 0 if self._clean else self._expiry
             props.ReceiveMaximum = max(1, min(self._queue_size, 65535))
-        client.connect_async(self._url.host, self._url.port, self._keepalive,
-                             clean_start=self._clean if proto == _V5
-                             else paho.MQTT_CLEAN_START_FIRST_ONLY, properties=props)
+        client.connect_async(
+            self._url.host,
+            self._url.port,
+            self._keepalive,
+            clean_start=self._clean if proto == _V5 else paho.MQTT_CLEAN_START_FIRST_ONLY,
+            properties=props,
+        )
         client.loop_start()
         outcome = self._await_connack(proto)
         if outcome is not None:
@@ -229,8 +272,13 @@ class MqttTransport:
 
     def _build_client(self, proto: MQTTProtocolVersion) -> paho.Client:
         kw: dict[str, Any] = {} if proto == _V5 else {"clean_session": self._clean}
-        c = paho.Client(callback_api_version=CallbackAPIVersion.VERSION2,
-                        client_id=self.client_id, protocol=proto, manual_ack=True, **kw)
+        c = paho.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=self.client_id,
+            protocol=proto,
+            manual_ack=True,
+            **kw,
+        )
         if self._url.username is not None:
             c.username_pw_set(self._url.username, self._url.password)
         if self._url.tls:
@@ -263,8 +311,13 @@ class MqttTransport:
         pending = self._book.fail_all()
         dropped = self._delivery.stop()
         if pending or dropped:
-            log.info("%s stopped: %d publishes unconfirmed, %d deliveries left unacked "
-                     "(the broker redelivers them)", self.client_id, pending, dropped)
+            log.info(
+                "%s stopped: %d publishes unconfirmed, %d deliveries left unacked "
+                "(the broker redelivers them)",
+                self.client_id,
+                pending,
+                dropped,
+            )
 
     # ---- paho callbacks (network thread) --------------------------------------------------
 
@@ -278,15 +331,20 @@ class MqttTransport:
             log.debug("TCP_NODELAY not set: %s", exc)
 
     @_guarded
-    def _on_connect(self, client: paho.Client, userdata: Any, flags: Any, rc: ReasonCode,
-                    props: Any) -> None:
+    def _on_connect(
+        self, client: paho.Client, userdata: Any, flags: Any, rc: ReasonCode, props: Any
+    ) -> None:
         if rc.is_failure:
             self._connected = False
             proto_refused = rc.getName() == "Unsupported protocol version"
             self._first_outcome = f"{'v5-refused: ' if proto_refused else ''}{rc.getName()}"
             if self._first.is_set():
-                log.error("%s: broker %s refused reconnect: %s", self.client_id,
-                          self._safe_url, rc.getName())
+                log.error(
+                    "%s: broker %s refused reconnect: %s",
+                    self.client_id,
+                    self._safe_url,
+                    rc.getName(),
+                )
             self._first.set()
             return
         self._gen += 1
@@ -296,8 +354,11 @@ class MqttTransport:
         subs = self._delivery.patterns()
         self._connected = True
         if not self._clean and not flags.session_present:
-            log.info("%s: broker %s had no session for us; starting a new one",
-                     self.client_id, self._safe_url)
+            log.info(
+                "%s: broker %s had no session for us; starting a new one",
+                self.client_id,
+                self._safe_url,
+            )
         self._resubscribed = self._send_subscribe(client, subs) if subs else None
         self._first_outcome = None
         self._first.set()
@@ -310,12 +371,17 @@ class MqttTransport:
             return
         if client.max_inflight_messages != limit:
             client._max_inflight_messages = limit
-            log.info("%s: broker allows %d publishes in flight (asked for %d)",
-                     self.client_id, limit, self._max_inflight_out)
+            log.info(
+                "%s: broker allows %d publishes in flight (asked for %d)",
+                self.client_id,
+                limit,
+                self._max_inflight_out,
+            )
 
     @_guarded
-    def _on_disconnect(self, client: paho.Client, userdata: Any, flags: Any, rc: ReasonCode,
-                       props: Any) -> None:
+    def _on_disconnect(
+        self, client: paho.Client, userdata: Any, flags: Any, rc: ReasonCode, props: Any
+    ) -> None:
         was = self._connected
         self._connected = False
         self._gone.set()
@@ -326,16 +392,21 @@ class MqttTransport:
                 self._first_outcome = f"connection closed at CONNECT ({rc.getName()})"
             self._first.set()
         elif was and self._client is client:
-            log.warning("%s: lost connection to %s (%s); reconnecting", self.client_id,
-                        self._safe_url, rc.getName())
+            log.warning(
+                "%s: lost connection to %s (%s); reconnecting",
+                self.client_id,
+                self._safe_url,
+                rc.getName(),
+            )
 
     @_guarded
     def _on_connect_fail(self, client: paho.Client, userdata: Any) -> None:
         log.debug("%s: connect to %s failed; retrying", self.client_id, self._safe_url)
 
     @_guarded
-    def _on_publish(self, client: paho.Client, userdata: Any, mid: int, rc: ReasonCode,
-                    props: Any) -> None:
+    def _on_publish(
+        self, client: paho.Client, userdata: Any, mid: int, rc: ReasonCode, props: Any
+    ) -> None:
         error = rc.getName() if rc.is_failure else None
         self._stats.add("publish_refused" if error else "publish_acked")
         if error:
@@ -343,8 +414,9 @@ class MqttTransport:
         self._book.resolve(mid, error)
 
     @_guarded
-    def _on_subscribe(self, client: paho.Client, userdata: Any, mid: int,
-                      codes: list[ReasonCode], props: Any) -> None:
+    def _on_subscribe(
+        self, client: paho.Client, userdata: Any, mid: int, codes: list[ReasonCode], props: Any
+    ) -> None:
         bad = [c.getName() for c in codes if c.is_failure]
         self._stats.add("subscribe_refused" if bad else "subscribed")
         self._book.resolve(mid, ", ".join(bad) if bad else None)
@@ -362,8 +434,16 @@ class MqttTransport:
             if not m.retain:
                 ack = acker
         receipt = self._receipts.issue(m.mid, topic, payload, bool(m.dup)) if m.qos else ""
-        inbound = Inbound(topic=topic, payload=payload, qos=m.qos, retain=bool(m.retain),
-                          dup=bool(m.dup), properties=user_props, receipt=receipt, ack=ack)
+        inbound = Inbound(
+            topic=topic,
+            payload=payload,
+            qos=m.qos,
+            retain=bool(m.retain),
+            dup=bool(m.dup),
+            properties=user_props,
+            receipt=receipt,
+            ack=ack,
+        )
         self._stats.add("received")
         self._delivery.offer(inbound, acker)
 
@@ -392,10 +472,11 @@ class MqttTransport:
             return
         if waiter is not None and waiter.done:
             self._delivery.remove(pattern)
-            raise SubscribeError(f"broker {self._safe_url} refused subscription "
-                                 f"{pattern!r} for {self.client_id!r}: {waiter.error}")
-        log.warning("%s: no SUBACK for %r yet; it is re-sent on reconnect", self.client_id,
-                    pattern)
+            raise SubscribeError(
+                f"broker {self._safe_url} refused subscription "
+                f"{pattern!r} for {self.client_id!r}: {waiter.error}"
+            )
+        log.warning("%s: no SUBACK for %r yet; it is re-sent on reconnect", self.client_id, pattern)
 
     def _send_subscribe(self, client: paho.Client, subs: list[tuple[str, int]]) -> Waiter | None:
         if self._protocol == _V5:
@@ -403,8 +484,12 @@ class MqttTransport:
         else:
             rc, mid = client.subscribe(subs)
         if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or mid is None:
-            log.warning("%s: SUBSCRIBE %s not sent (%s); re-sent on reconnect",
-                        self.client_id, [p for p, _ in subs], paho.error_string(rc))
+            log.warning(
+                "%s: SUBSCRIBE %s not sent (%s); re-sent on reconnect",
+                self.client_id,
+                [p for p, _ in subs],
+                paho.error_string(rc),
+            )
             return None
         waiter = self._book.expect(mid)
         names = [p for p, _ in subs]
@@ -422,8 +507,15 @@ class MqttTransport:
         if client is not None and self._connected:
             client.unsubscribe(pattern)
 
-    def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False,
-                properties: Mapping[str, str] | None = None) -> Waiter:
+    def publish(
+        self,
+        topic: str,
+        payload: bytes,
+        *,
+        qos: int = 1,
+        retain: bool = False,
+        properties: Mapping[str, str] | None = None,
+    ) -> Waiter:
         """Queue a publish; the returned handle's ``wait`` is True once PUBACK arrived.
 
         While disconnected, QoS 1 publishes wait in paho's outgoing queue (bounded by
@@ -432,19 +524,26 @@ class MqttTransport:
         """
         client = self._client
         if client is None:
-            raise PublishError(f"{self.client_id}: transport not started; cannot publish to "
-                               f"{topic!r}")
-        info = client.publish(topic, payload, qos=qos, retain=retain,
-                              properties=self._publish_props(properties))
+            raise PublishError(
+                f"{self.client_id}: transport not started; cannot publish to {topic!r}"
+            )
+        info = client.publish(
+            topic, payload, qos=qos, retain=retain, properties=self._publish_props(properties)
+        )
         if info.rc == MQTTErrorCode.MQTT_ERR_QUEUE_SIZE:
-            raise PublishError(f"{self.client_id}: outgoing queue full "
-                               f"({self._max_queued_out}); publish to {topic!r} not queued")
+            raise PublishError(
+                f"{self.client_id}: outgoing queue full "
+                f"({self._max_queued_out}); publish to {topic!r} not queued"
+            )
         if info.rc == MQTTErrorCode.MQTT_ERR_NO_CONN and qos == 0:
-            raise PublishError(f"{self.client_id}: not connected to {self._safe_url}; "
-                               f"QoS 0 publish to {topic!r} dropped")
+            raise PublishError(
+                f"{self.client_id}: not connected to {self._safe_url}; "
+                f"QoS 0 publish to {topic!r} dropped"
+            )
         if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
-            raise PublishError(f"{self.client_id}: publish to {topic!r} failed: "
-                               f"{paho.error_string(info.rc)}")
+            raise PublishError(
+                f"{self.client_id}: publish to {topic!r} failed: {paho.error_string(info.rc)}"
+            )
         self._stats.add("published")
         return self._book.expect(info.mid)
 
@@ -454,8 +553,9 @@ class MqttTransport:
         if self._protocol != _V5:
             if not self._warned_v3_props:
                 self._warned_v3_props = True
-                log.warning("%s: MQTT 3.1.1 has no user properties; they are not sent",
-                            self.client_id)
+                log.warning(
+                    "%s: MQTT 3.1.1 has no user properties; they are not sent", self.client_id
+                )
             return None
         props = Properties(PacketTypes.PUBLISH)
         props.UserProperty = [(str(k), str(v)) for k, v in properties.items()]
@@ -466,12 +566,18 @@ class MqttTransport:
         out["inbound_queue"] = self._delivery.depth
         out["publish_pending"] = len(self._book)
         client = self._client
-        out["publish_inflight_limit"] = (client.max_inflight_messages if client is not None
-                                         else self._max_inflight_out)
+        out["publish_inflight_limit"] = (
+            client.max_inflight_messages if client is not None else self._max_inflight_out
+        )
         return out
 
 
 def connect(settings: CommonSettings, client_id: str, **options: Any) -> MqttTransport:
     """An MqttTransport built from the process settings (not started)."""
-    return MqttTransport(settings.mqtt_url, client_id, keepalive=settings.keepalive_s,
-                         ca_file=settings.mqtt_ca_file, **options)
+    return MqttTransport(
+        settings.mqtt_url,
+        client_id,
+        keepalive=settings.keepalive_s,
+        ca_file=settings.mqtt_ca_file,
+        **options,
+    )

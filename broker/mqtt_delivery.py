@@ -50,8 +50,9 @@ class Delivery:
     Retained messages are acknowledged here after their handler returns.
     """
 
-    def __init__(self, name: str, component: str, queue_size: int, stats: Stats,
-                 publish: Publish) -> None:
+    def __init__(
+        self, name: str, component: str, queue_size: int, stats: Stats, publish: Publish
+    ) -> None:
         self._name, self._component = name, component
         self._size, self._stats, self._publish = queue_size, stats, publish
         self._lock = threading.Lock()
@@ -88,8 +89,9 @@ class Delivery:
 
     def start(self) -> None:
         self._queue = queue.Queue(self._size)
-        self._thread = threading.Thread(target=self._run, args=(self._queue,), daemon=True,
-                                        name=f"mqtt-deliver-{self._name}")
+        self._thread = threading.Thread(
+            target=self._run, args=(self._queue,), daemon=True, name=f"mqtt-deliver-{self._name}"
+        )
         self._thread.start()
 
     @property
@@ -113,8 +115,12 @@ class Delivery:
             self._queue.put((inbound, ack), timeout=PUT_TIMEOUT_S)
         except queue.Full:
             self._stats.add("inbound_dropped_unacked")
-            log.warning("%s: inbound queue full (%d); message on %s left unacked for "
-                        "redelivery", self._name, self._size, inbound.topic)
+            log.warning(
+                "%s: inbound queue full (%d); message on %s left unacked for redelivery",
+                self._name,
+                self._size,
+                inbound.topic,
+            )
             return False
         return True
 
@@ -131,8 +137,11 @@ class Delivery:
         handler = self.handler_for(inbound.topic)
         if handler is None:
             self._stats.add("unrouted")
-            log.debug("%s: no handler for %s (old session subscription?); acked",
-                      self._name, inbound.topic)
+            log.debug(
+                "%s: no handler for %s (old session subscription?); acked",
+                self._name,
+                inbound.topic,
+            )
             if ack is not None:
                 ack()
             return
@@ -140,8 +149,9 @@ class Delivery:
             handler(inbound)
         except Exception as exc:
             self._stats.add("handler_errors")
-            log.exception("%s: handler for %s raised; dead-lettered and acked", self._name,
-                          inbound.topic)
+            log.exception(
+                "%s: handler for %s raised; dead-lettered and acked", self._name, inbound.topic
+            )
             self._dead_letter(inbound, exc, ack)
             return
         if inbound.retain and ack is not None:
@@ -149,16 +159,25 @@ class Delivery:
 
     def _dead_letter(self, inbound: Inbound, exc: Exception, ack: Ack | None) -> None:
         now = utcnow()
-        dl = DeadLetter(key=inbound.receipt or f"{self._component}:{now.isoformat()}",
-                        component=self._component, topic=inbound.topic[:512],
-                        reason="handler_error", detail=f"{type(exc).__name__}: {exc}"[:500],
-                        payload_size=len(inbound.payload), payload_head=inbound.payload[:64],
-                        ts=now)
+        dl = DeadLetter(
+            key=inbound.receipt or f"{self._component}:{now.isoformat()}",
+            component=self._component,
+            topic=inbound.topic[:512],
+            reason="handler_error",
+            detail=f"{type(exc).__name__}: {exc}"[:500],
+            payload_size=len(inbound.payload),
+            payload_head=inbound.payload[:64],
+            ts=now,
+        )
         try:
             pub = self._publish(dead_letter_topic(self._component), encode_msg(dl))
         except MqttError as err:
-            log.error("%s: dead letter for %s not queued (%s); message acked anyway",
-                      self._name, inbound.topic, err)
+            log.error(
+                "%s: dead letter for %s not queued (%s); message acked anyway",
+                self._name,
+                inbound.topic,
+                err,
+            )
             if ack is not None:
                 ack()
             return

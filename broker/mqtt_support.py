@@ -129,6 +129,7 @@ class MidBook:
 
 # ---- broker receipts -----------------------------------------------------------------------
 
+
 class Receipts:
     """Receipt keys for delivered messages: stable across redelivery, distinct otherwise.
 
@@ -174,14 +175,16 @@ class Receipts:
 
 # ---- topic filters, ids, payloads ----------------------------------------------------------
 
+
 def check_filter(pattern: str) -> str:
     """Return ``pattern`` if it is a valid MQTT topic filter, else raise ValueError."""
     if not pattern or len(pattern.encode()) > 65535 or "\0" in pattern:
         raise ValueError(f"bad topic filter {pattern[:80]!r}: empty, too long or holds NUL")
     levels = pattern.split("/")
     for i, level in enumerate(levels):
-        if ("#" in level and (level != "#" or i != len(levels) - 1)) or \
-                ("+" in level and level != "+"):
+        if ("#" in level and (level != "#" or i != len(levels) - 1)) or (
+            "+" in level and level != "+"
+        ):
             raise ValueError(f"bad topic filter {pattern[:80]!r}: misplaced wildcard")
     return pattern
 

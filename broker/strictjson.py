@@ -56,16 +56,18 @@ def _reject_constant(token: str) -> Any:
 def _parse_int(text: str) -> int:
     digits = len(text) - (text[0] == "-")
     if digits > MAX_INT_DIGITS:
-        raise JsonError("json_number_too_large",
-                        f"integer with {digits} digits (at most {MAX_INT_DIGITS})")
+        raise JsonError(
+            "json_number_too_large", f"integer with {digits} digits (at most {MAX_INT_DIGITS})"
+        )
     return int(text)
 
 
 def _parse_float(text: str) -> float:
     """Overflow (``1e999``) becomes ±inf here; schema checks downstream reject non-finite values."""
     if len(text) > MAX_FLOAT_CHARS:
-        raise JsonError("json_number_too_large",
-                        f"number of {len(text)} characters (at most {MAX_FLOAT_CHARS})")
+        raise JsonError(
+            "json_number_too_large", f"number of {len(text)} characters (at most {MAX_FLOAT_CHARS})"
+        )
     return float(text)
 
 
@@ -99,8 +101,7 @@ def _check_strings(value: Any) -> None:
             stack.extend(item)
 
 
-def loads(data: bytes | bytearray | memoryview | str, *,
-          max_depth: int = DEFAULT_MAX_DEPTH) -> Any:
+def loads(data: bytes | bytearray | memoryview | str, *, max_depth: int = DEFAULT_MAX_DEPTH) -> Any:
     """Parse strict JSON; raise :class:`JsonError` with a dead-letter reason otherwise.
 
     Order: UTF-8 (``bad_utf8``), depth by a linear pre-scan (``json_too_deep``), then the parse
@@ -113,8 +114,13 @@ def loads(data: bytes | bytearray | memoryview | str, *,
         raise JsonError("bad_utf8", f"invalid UTF-8 at byte {exc.start}") from None
     _check_depth(raw, max_depth)
     try:
-        value = json.loads(text, object_pairs_hook=_pairs, parse_constant=_reject_constant,
-                           parse_int=_parse_int, parse_float=_parse_float)
+        value = json.loads(
+            text,
+            object_pairs_hook=_pairs,
+            parse_constant=_reject_constant,
+            parse_int=_parse_int,
+            parse_float=_parse_float,
+        )
     except JsonError:
         raise
     except json.JSONDecodeError as exc:
@@ -128,5 +134,6 @@ def loads(data: bytes | bytearray | memoryview | str, *,
 
 def dumps(obj: Any) -> bytes:
     """Compact UTF-8 JSON; raises ValueError on NaN/inf (never written to the wire)."""
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False,
-                      allow_nan=False).encode("utf-8")
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode(
+        "utf-8"
+    )

@@ -31,8 +31,7 @@ class AckTracker:
 
     def start(self) -> None:
         if self._thread is None:
-            self._thread = threading.Thread(target=self._watch, name="edge-ack-watch",
-                                            daemon=True)
+            self._thread = threading.Thread(target=self._watch, name="edge-ack-watch", daemon=True)
             self._thread.start()
 
     def stop(self) -> None:
@@ -142,8 +141,11 @@ class InputAck:
         if not finished:
             return
         if failed:
-            log.error("outputs of %s were not acknowledged by the broker; input left unacked "
-                      "for redelivery", self.what or "an input")
+            log.error(
+                "outputs of %s were not acknowledged by the broker; input left unacked "
+                "for redelivery",
+                self.what or "an input",
+            )
         else:
             self._ack()
         self._tracker._finished(not failed)

@@ -124,8 +124,12 @@ def topics_for(stream: StreamRef, h: StreamHandlers) -> list[tuple[str, Handler]
 class Subscriptions:
     """Keeps the transport subscribed to exactly the assigned streams' topics."""
 
-    def __init__(self, transport: Transport, handlers: StreamHandlers,
-                 on_removed: Callable[[StreamRef, int], None]) -> None:
+    def __init__(
+        self,
+        transport: Transport,
+        handlers: StreamHandlers,
+        on_removed: Callable[[StreamRef, int], None],
+    ) -> None:
         self._transport = transport
         self._handlers = handlers
         self._on_removed = on_removed
@@ -142,8 +146,12 @@ class Subscriptions:
                 for topic, handler in topics_for(stream, self._handlers):
                     self._transport.subscribe(topic, handler)
         if diff.added or diff.removed:
-            log.info("assignment epoch %d: +%s -%s", diff.epoch,
-                     [s.key for s in sorted(diff.added)], [s.key for s in sorted(diff.removed)])
+            log.info(
+                "assignment epoch %d: +%s -%s",
+                diff.epoch,
+                [s.key for s in sorted(diff.added)],
+                [s.key for s in sorted(diff.removed)],
+            )
 
 
 def decode_assignment(msg: Assignment, worker: str) -> Assignment:
@@ -177,6 +185,5 @@ def load_assignment(path: Path, worker: str) -> Assignment | None:
     except FileNotFoundError:
         return None
     except (OSError, ValueError, ValidationError, TopicError) as exc:
-        log.warning("remembered assignment %s unusable (%s); waiting for the dispatcher",
-                    path, exc)
+        log.warning("remembered assignment %s unusable (%s); waiting for the dispatcher", path, exc)
         return None

@@ -22,8 +22,12 @@ class BankBook:
     it; until then the default bank (which may be None: novelty is then not scored) is used.
     """
 
-    def __init__(self, default: np.ndarray | None, build_frames: int = 0,
-                 build: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
+    def __init__(
+        self,
+        default: np.ndarray | None,
+        build_frames: int = 0,
+        build: Callable[[np.ndarray], np.ndarray] | None = None,
+    ) -> None:
         if build_frames and build is None:
             raise ValueError("building per-camera banks needs a build function")
         self.default = default
@@ -72,8 +76,12 @@ class BankBook:
         with self._lock:
             self._banks[camera] = bank
             self._indexes[camera] = index
-        log.info("camera %s: own nominal bank built from %d good frames (%d entries)",
-                 camera, len(frames), len(bank))
+        log.info(
+            "camera %s: own nominal bank built from %d good frames (%d entries)",
+            camera,
+            len(frames),
+            len(bank),
+        )
         return True
 
     def collected(self, camera: str) -> int:

@@ -33,8 +33,14 @@ class Batcher(Generic[T]):
       ``max_wait_s``. Items are taken round-robin over cameras, oldest first.
     """
 
-    def __init__(self, max_batch: int, max_wait_s: float, camera_queue: int, total_queue: int,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        max_batch: int,
+        max_wait_s: float,
+        camera_queue: int,
+        total_queue: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         if max_batch < 1 or camera_queue < 1 or total_queue < 1 or max_wait_s < 0:
             raise ValueError("batch and queue sizes must be >= 1 and max_wait_s >= 0")
         self.max_batch = max_batch

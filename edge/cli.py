@@ -16,16 +16,24 @@ log = logging.getLogger(__name__)
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="linewatch edge", description=(
-        "Run an edge worker: camera frames and sensor readings in over MQTT, verdicts, "
-        "alerts, features and readings out. Settings: LINEWATCH_* variables or the TOML file "
-        "named by LINEWATCH_CONFIG; options here win."))
+    p = argparse.ArgumentParser(
+        prog="linewatch edge",
+        description=(
+            "Run an edge worker: camera frames and sensor readings in over MQTT, verdicts, "
+            "alerts, features and readings out. Settings: LINEWATCH_* variables or the TOML file "
+            "named by LINEWATCH_CONFIG; options here win."
+        ),
+    )
     p.add_argument("--id", dest="worker_id", help="worker id [LINEWATCH_WORKER_ID, W1]")
-    p.add_argument("--streams", help="static assignment when no dispatcher runs: "
-                   "site/line/station/camera or site/line/station/(camera|sensor)/name, "
-                   "comma separated [LINEWATCH_STREAMS]")
-    p.add_argument("--model-dir", help="built model directory [LINEWATCH_MODEL_DIR, "
-                   "var/models/demo]")
+    p.add_argument(
+        "--streams",
+        help="static assignment when no dispatcher runs: "
+        "site/line/station/camera or site/line/station/(camera|sensor)/name, "
+        "comma separated [LINEWATCH_STREAMS]",
+    )
+    p.add_argument(
+        "--model-dir", help="built model directory [LINEWATCH_MODEL_DIR, var/models/demo]"
+    )
     p.add_argument("--max-batch", type=int, help="largest inference batch [8]")
     p.add_argument("--metrics-port", type=int, help="Prometheus port, 0 = off [0]")
     return p
@@ -33,9 +41,14 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
-    settings = load_settings(EdgeSettings, worker_id=args.worker_id, streams=args.streams,
-                             model_dir=args.model_dir, max_batch=args.max_batch,
-                             metrics_port=args.metrics_port)
+    settings = load_settings(
+        EdgeSettings,
+        worker_id=args.worker_id,
+        streams=args.streams,
+        model_dir=args.model_dir,
+        max_batch=args.max_batch,
+        metrics_port=args.metrics_port,
+    )
     logging.getLogger().setLevel(settings.log_level)
     from broker.mqtt import MqttError, connect
     from edge.model.runtime import ModelLoadError
@@ -59,8 +72,11 @@ def main(argv: list[str]) -> int:
     except MqttError as exc:
         print(f"linewatch edge: {exc}", file=sys.stderr)
         return 1
-    print(f"edge worker {settings.worker_id} running; model {worker.model_version}; "
-          f"streams {settings.streams or '(from the dispatcher)'}", flush=True)
+    print(
+        f"edge worker {settings.worker_id} running; model {worker.model_version}; "
+        f"streams {settings.streams or '(from the dispatcher)'}",
+        flush=True,
+    )
     stop.wait()
     worker.stop()
     return 0

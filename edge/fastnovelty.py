@@ -39,7 +39,7 @@ class NoveltyIndex:
         qa[:, -1] = 1.0
         best = np.empty(len(q), np.float32)
         for s in range(0, len(q), BLOCK):
-            np.min(qa[s:s + BLOCK] @ self._aug, axis=1, out=best[s:s + BLOCK])
+            np.min(qa[s : s + BLOCK] @ self._aug, axis=1, out=best[s : s + BLOCK])
         best += np.einsum("ij,ij->i", q, q)
         dist = np.sqrt(np.maximum(best, 0.0))
         return dist.reshape(n, -1).max(axis=1)

@@ -46,8 +46,15 @@ class FrameStage:
             m.frames.labels("reduced_rate").inc()
             w.out.gap_for(stream, frame.key, frame.seq, "shed", pending, epoch=w.state.epoch)
             return
-        job = FrameJob(frame=frame, topic=msg.topic, payload=msg.payload, receipt=msg.receipt,
-                       pending=pending, received_at=utcnow(), received_mono=time.monotonic())
+        job = FrameJob(
+            frame=frame,
+            topic=msg.topic,
+            payload=msg.payload,
+            receipt=msg.receipt,
+            pending=pending,
+            received_at=utcnow(),
+            received_mono=time.monotonic(),
+        )
         for shed in w.batcher.put(stream.key, job):
             m.frames.labels("shed").inc()
             m.shed.inc()
@@ -92,8 +99,9 @@ class FrameStage:
         v = out.verdict
         w.out.publish(verdict_topic(stream), v, job.pending)
         if out.alert is not None:
-            w.out.publish(alert_topic(stream.site, stream.line, stream.station), out.alert,
-                      job.pending)
+            w.out.publish(
+                alert_topic(stream.site, stream.line, stream.station), out.alert, job.pending
+            )
         if out.features is not None:
             w.out.publish(features_topic(stream), out.features, job.pending)
         job.pending.seal()

@@ -85,7 +85,7 @@ class GapTracker:
         for i, rng in enumerate(st.open):
             if rng.lo <= seq <= rng.hi:
                 parts = [_Open(rng.lo, seq - 1, rng.deadline), _Open(seq + 1, rng.hi, rng.deadline)]
-                st.open[i:i + 1] = [p for p in parts if p.lo <= p.hi]
+                st.open[i : i + 1] = [p for p in parts if p.lo <= p.hi]
                 return SeqStatus.LATE
         if any(lo <= seq <= hi for lo, hi in st.reported):
             return SeqStatus.LATE_AFTER_GAP

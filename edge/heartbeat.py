@@ -19,8 +19,12 @@ log = logging.getLogger(__name__)
 class LoadMeter:
     """Sliding-window capacity (frames per busy second), load (busy fraction), p95 latency."""
 
-    def __init__(self, window_s: float = 30.0, latency_samples: int = 2048,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        window_s: float = 30.0,
+        latency_samples: int = 2048,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.window_s = window_s
         self._clock = clock
         self._batches: deque[tuple[float, int, float]] = deque()  # (end, frames, busy_s)
@@ -73,8 +77,9 @@ class LoadMeter:
 class Heartbeat:
     """Publishes birth once connected, a heartbeat every ``period_s``, death on stop."""
 
-    def __init__(self, liveness: Liveness, fields: Callable[[], dict[str, Any]],
-                 period_s: float = 1.0) -> None:
+    def __init__(
+        self, liveness: Liveness, fields: Callable[[], dict[str, Any]], period_s: float = 1.0
+    ) -> None:
         self._liveness = liveness
         self._fields = fields
         self.period_s = period_s

@@ -21,32 +21,48 @@ class EdgeMetrics:
         self.registry = CollectorRegistry()
         r = self.registry
         self.frames = Counter("linewatch_edge_frames", "Frames received", ["outcome"], registry=r)
-        self.verdicts = Counter("linewatch_edge_verdicts", "Verdicts published", ["verdict"],
-                                registry=r)
-        self.latency = Histogram("linewatch_edge_latency_seconds",
-                                 "Frame received -> verdict published", buckets=LATENCY_BUCKETS,
-                                 registry=r)
-        self.batch_size = Histogram("linewatch_edge_batch_size", "Frames per inference batch",
-                                    buckets=(1, 2, 4, 8, 16, 32, 64), registry=r)
-        self.queue_depth = Gauge("linewatch_edge_queue_depth", "Frames waiting for inference",
-                                 registry=r)
-        self.shed = Counter("linewatch_edge_shed_frames", "Frames shed under overload",
-                            registry=r)
-        self.dead_letters = Counter("linewatch_edge_dead_letters", "Inputs dead-lettered",
-                                    ["reason"], registry=r)
-        self.gaps = Counter("linewatch_edge_gaps", "Gap records published (seqs)", ["reason"],
-                            registry=r)
-        self.readings = Counter("linewatch_edge_readings", "Sensor readings forwarded",
-                                registry=r)
-        self.sensor_anomalies = Counter("linewatch_edge_sensor_anomalies",
-                                        "Sensor anomalies", ["kind"], registry=r)
-        self.publish_failures = Counter("linewatch_edge_publish_failures",
-                                        "Outputs the broker refused (input left unacked)",
-                                        registry=r)
-        self.pending_acks = Gauge("linewatch_edge_pending_acks",
-                                  "Inputs waiting for their outputs' broker acks", registry=r)
-        self.capacity = Gauge("linewatch_edge_capacity_fps", "Measured frames/s capacity",
-                              registry=r)
+        self.verdicts = Counter(
+            "linewatch_edge_verdicts", "Verdicts published", ["verdict"], registry=r
+        )
+        self.latency = Histogram(
+            "linewatch_edge_latency_seconds",
+            "Frame received -> verdict published",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            "linewatch_edge_batch_size",
+            "Frames per inference batch",
+            buckets=(1, 2, 4, 8, 16, 32, 64),
+            registry=r,
+        )
+        self.queue_depth = Gauge(
+            "linewatch_edge_queue_depth", "Frames waiting for inference", registry=r
+        )
+        self.shed = Counter("linewatch_edge_shed_frames", "Frames shed under overload", registry=r)
+        self.dead_letters = Counter(
+            "linewatch_edge_dead_letters", "Inputs dead-lettered", ["reason"], registry=r
+        )
+        self.gaps = Counter(
+            "linewatch_edge_gaps", "Gap records published (seqs)", ["reason"], registry=r
+        )
+        self.readings = Counter("linewatch_edge_readings", "Sensor readings forwarded", registry=r)
+        self.sensor_anomalies = Counter(
+            "linewatch_edge_sensor_anomalies", "Sensor anomalies", ["kind"], registry=r
+        )
+        self.publish_failures = Counter(
+            "linewatch_edge_publish_failures",
+            "Outputs the broker refused (input left unacked)",
+            registry=r,
+        )
+        self.pending_acks = Gauge(
+            "linewatch_edge_pending_acks",
+            "Inputs waiting for their outputs' broker acks",
+            registry=r,
+        )
+        self.capacity = Gauge(
+            "linewatch_edge_capacity_fps", "Measured frames/s capacity", registry=r
+        )
         self._server: Any = None
         self._thread: threading.Thread | None = None
 

@@ -23,8 +23,9 @@ DONE_KEYS = 20_000  # keys of recently completed inputs, to ack redelivered dupl
 class Outputs:
     """Publishing for the worker: every publish tied to an input waits in its ``InputAck``."""
 
-    def __init__(self, transport: Transport, acks: AckTracker, metrics: EdgeMetrics,
-                 worker: str) -> None:
+    def __init__(
+        self, transport: Transport, acks: AckTracker, metrics: EdgeMetrics, worker: str
+    ) -> None:
         self.transport = transport
         self.acks = acks
         self.metrics = metrics
@@ -54,46 +55,83 @@ class Outputs:
 
     def open_ack(self, msg: Inbound, key: str) -> InputAck:
         """The pending ack of one input; once acked, its key is remembered as done."""
+
         def ack() -> None:
             msg.ack()
             with self._done_lock:
                 self._done[key] = None
                 while len(self._done) > DONE_KEYS:
                     self._done.popitem(last=False)
+
         return self.acks.open(ack, key)
 
     def was_done(self, key: str) -> bool:
         with self._done_lock:
             return key in self._done
 
-    def dead(self, msg: Inbound, err: Rejected, pending: InputAck | None = None,
-             receipt: str | None = None) -> None:
+    def dead(
+        self,
+        msg: Inbound,
+        err: Rejected,
+        pending: InputAck | None = None,
+        receipt: str | None = None,
+    ) -> None:
         """Dead-letter a rejected input (or part of one); the input is acked after it."""
         self.metrics.dead_letters.labels(err.reason).inc()
         log.info("dead letter from %s: %s: %s", msg.topic[:120], err.reason, err.detail[:200])
-        dl = dead_letter(COMPONENT, msg.topic, msg.payload, err,
-                         receipt=msg.receipt if receipt is None else receipt)
+        dl = dead_letter(
+            COMPONENT,
+            msg.topic,
+            msg.payload,
+            err,
+            receipt=msg.receipt if receipt is None else receipt,
+        )
         own = pending is None
         pending = pending or self.acks.open(msg.ack, dl.key)
         self.publish(dead_letter_topic(COMPONENT), dl, pending)
         if own:
             pending.seal()
 
-    def gap_for(self, stream: StreamRef, key: str, seq: int | None, reason: GapReason,
-                pending: InputAck, epoch: int, count: int = 1) -> None:
+    def gap_for(
+        self,
+        stream: StreamRef,
+        key: str,
+        seq: int | None,
+        reason: GapReason,
+        pending: InputAck,
+        epoch: int,
+        count: int = 1,
+    ) -> None:
         """Record one input that will not be inspected (shed, reassigned) and seal it."""
         self.metrics.gaps.labels(reason).inc(count)
-        gap = Gap(key=f"{key}!{reason}", stream=stream.key, reason=reason, from_seq=seq,
-                  to_seq=seq, count=count, worker=self.worker, epoch=epoch, ts=utcnow())
+        gap = Gap(
+            key=f"{key}!{reason}",
+            stream=stream.key,
+            reason=reason,
+            from_seq=seq,
+            to_seq=seq,
+            count=count,
+            worker=self.worker,
+            epoch=epoch,
+            ts=utcnow(),
+        )
         self.publish(gap_topic(stream), gap, pending)
         pending.seal()
 
     def missing(self, m: Missing, epoch: int) -> None:
         """A range of seqs that never arrived within the reorder timeout."""
         self.metrics.gaps.labels("missing").inc(m.count)
-        gap = Gap(key=f"{m.stream}#{m.pub_epoch}:gap:{m.from_seq}-{m.to_seq}", stream=m.stream,
-                  reason="missing", from_seq=m.from_seq, to_seq=m.to_seq, count=m.count,
-                  worker=self.worker, epoch=epoch, ts=utcnow())
+        gap = Gap(
+            key=f"{m.stream}#{m.pub_epoch}:gap:{m.from_seq}-{m.to_seq}",
+            stream=m.stream,
+            reason="missing",
+            from_seq=m.from_seq,
+            to_seq=m.to_seq,
+            count=m.count,
+            worker=self.worker,
+            epoch=epoch,
+            ts=utcnow(),
+        )
         self.publish(gap_topic(StreamRef.parse_key(m.stream)), gap, None)
 
     def readings(self, batch: ReadingsBatch, pendings: list[InputAck]) -> None:

@@ -85,8 +85,14 @@ class Pipeline:
     One instance per process; ``process`` is called from the inference thread only.
     """
 
-    def __init__(self, runner: Runner, banks: BankBook, thresholds: ThresholdBook,
-                 config: PipelineConfig, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        runner: Runner,
+        banks: BankBook,
+        thresholds: ThresholdBook,
+        config: PipelineConfig,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.runner = runner
         self.banks = banks
         self.thresholds = thresholds
@@ -127,61 +133,112 @@ class Pipeline:
                 scores[rows] = index.scores(pf[rows])
         return scores
 
-    def _finish(self, out: FrameOutcome, row: int, outputs: Mapping[str, np.ndarray],
-                novelty: float, image: Image.Image, epoch: int) -> None:
+    def _finish(
+        self,
+        out: FrameOutcome,
+        row: int,
+        outputs: Mapping[str, np.ndarray],
+        novelty: float,
+        image: Image.Image,
+        epoch: int,
+    ) -> None:
         job = out.job
         cam = job.frame.stream.key
         th = self.thresholds.get(cam)
-        d = decide(float(np.asarray(outputs["defect_score"]).reshape(-1)[row]), novelty,
-                   outputs["class_scores"][row], self.runner.class_names, th)
+        d = decide(
+            float(np.asarray(outputs["defect_score"]).reshape(-1)[row]),
+            novelty,
+            outputs["class_scores"][row],
+            self.runner.class_names,
+            th,
+        )
         if d.verdict == "ok" and self.banks.wants(cam):
             self.banks.offer(cam, outputs["patch_features"][row])
         now = utcnow()
         latency = (self._clock() - job.received_mono) * 1000.0
         f = job.frame
         out.verdict = Verdict(
-            stream=cam, key=f.key, seq=f.seq, epoch=epoch, worker=self.config.worker,
-            captured_at=f.captured_at, received_at=job.received_at, decided_at=now,
-            verdict=d.verdict, defect_score=d.defect_score, novelty_score=d.novelty_score,
-            predicted_class=d.predicted_class, model_version=self.runner.version,
-            latency_ms=max(latency, 0.0), part=f.part)
+            stream=cam,
+            key=f.key,
+            seq=f.seq,
+            epoch=epoch,
+            worker=self.config.worker,
+            captured_at=f.captured_at,
+            received_at=job.received_at,
+            decided_at=now,
+            verdict=d.verdict,
+            defect_score=d.defect_score,
+            novelty_score=d.novelty_score,
+            predicted_class=d.predicted_class,
+            model_version=self.runner.version,
+            latency_ms=max(latency, 0.0),
+            part=f.part,
+        )
         if d.verdict != "ok":
             out.alert = self._alert(job, d, image, epoch, now)
             out.features = self._features(job, d, outputs, row, epoch, now)
 
-    def _alert(self, job: FrameJob, d: Decision, image: Image.Image, epoch: int,
-               now: datetime) -> Alert:
+    def _alert(
+        self, job: FrameJob, d: Decision, image: Image.Image, epoch: int, now: datetime
+    ) -> Alert:
         s = job.frame.stream
         what = d.predicted_class if d.verdict == "defect" else "unknown anomaly"
         try:
-            thumb: bytes | None = thumbnail(image, self.config.thumbnail_px,
-                                            self.config.thumbnail_bytes)
+            thumb: bytes | None = thumbnail(
+                image, self.config.thumbnail_px, self.config.thumbnail_bytes
+            )
         except (ValueError, OSError) as exc:
             log.warning("no thumbnail for %s: %s", job.frame.key, exc)
             thumb = None
         assert d.severity is not None
         return Alert(
-            event_id=f"{job.frame.key}!{d.verdict}", kind=d.verdict,  # type: ignore[arg-type]
-            severity=d.severity, site=s.site, line=s.line, station=s.station, stream=s.key,
+            event_id=f"{job.frame.key}!{d.verdict}",
+            kind=d.verdict,  # type: ignore[arg-type]
+            severity=d.severity,
+            site=s.site,
+            line=s.line,
+            station=s.station,
+            stream=s.key,
             frame_key=job.frame.key,
-            message=(f"{d.verdict} on {s.name}: {what} (defect {d.defect_score:.3f}, "
-                     f"novelty {d.novelty_score:.3g})"),
-            thumbnail=thumb, worker=self.config.worker, epoch=epoch, ts=now)
+            message=(
+                f"{d.verdict} on {s.name}: {what} (defect {d.defect_score:.3f}, "
+                f"novelty {d.novelty_score:.3g})"
+            ),
+            thumbnail=thumb,
+            worker=self.config.worker,
+            epoch=epoch,
+            ts=now,
+        )
 
-    def _features(self, job: FrameJob, d: Decision, outputs: Mapping[str, np.ndarray],
-                  row: int, epoch: int, now: datetime) -> Features:
+    def _features(
+        self,
+        job: FrameJob,
+        d: Decision,
+        outputs: Mapping[str, np.ndarray],
+        row: int,
+        epoch: int,
+        now: datetime,
+    ) -> Features:
         bank = self.banks.get(job.frame.stream.key)
         if bank is not None:
-            vec = family_descriptor({"patch_features": outputs["patch_features"][row:row + 1]},
-                                    bank)[0]
+            vec = family_descriptor(
+                {"patch_features": outputs["patch_features"][row : row + 1]}, bank
+            )[0]
         else:  # no nominal bank: the pooled embedding, unit length
             emb = np.asarray(outputs.get("embedding", outputs["class_scores"]))[row]
             vec = emb / max(float(np.linalg.norm(emb)), 1e-12)
         vec = np.nan_to_num(np.asarray(vec, np.float32), nan=0.0, posinf=0.0, neginf=0.0)
-        return Features(stream=job.frame.stream.key, key=job.frame.key, epoch=epoch,
-                        worker=self.config.worker, ts=now, dim=int(vec.size),
-                        embedding=embedding_to_bytes(vec), verdict=d.verdict,
-                        predicted_class=d.predicted_class)
+        return Features(
+            stream=job.frame.stream.key,
+            key=job.frame.key,
+            epoch=epoch,
+            worker=self.config.worker,
+            ts=now,
+            dim=int(vec.size),
+            embedding=embedding_to_bytes(vec),
+            verdict=d.verdict,
+            predicted_class=d.predicted_class,
+        )
 
 
 def bank_builder(max_size: int = 4096) -> Callable[[np.ndarray], np.ndarray]:
@@ -202,8 +259,9 @@ class ModelRunner:
         self.model = model
         so = session_options(intra_threads)
         so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        model.session = ort.InferenceSession(str(model.path), so,
-                                             providers=["CPUExecutionProvider"])
+        model.session = ort.InferenceSession(
+            str(model.path), so, providers=["CPUExecutionProvider"]
+        )
         release_freed_memory()  # the first session's memory, back to the OS
         card = model.card
         self.spec: InputSpec = model.input_spec
@@ -223,8 +281,7 @@ class ModelRunner:
         except ModelLoadError:
             if required:
                 raise
-            log.warning("no default nominal bank for %s: cameras build their own",
-                        self.model.path)
+            log.warning("no default nominal bank for %s: cameras build their own", self.model.path)
             return None
 
 

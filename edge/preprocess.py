@@ -60,8 +60,7 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Ima
             img = Image.open(io.BytesIO(data))
             w, h = img.size
             if w * h > max_pixels:
-                raise PreprocessError("image_too_large",
-                                      f"{w}x{h} exceeds {max_pixels} pixels")
+                raise PreprocessError("image_too_large", f"{w}x{h} exceeds {max_pixels} pixels")
             img.load()
     except PreprocessError:
         raise
@@ -110,12 +109,12 @@ def preprocess_images(images: Sequence[Image.Image], spec: InputSpec) -> np.ndar
     """Images → float32 NHWC batch ready for the model's ``image`` input."""
     if not images:
         return np.zeros((0, spec.size, spec.size, 3), np.float32)
-    arr = np.stack([np.asarray(resize(to_rgb(im), spec.size), dtype=np.float32)
-                    for im in images])
+    arr = np.stack([np.asarray(resize(to_rgb(im), spec.size), dtype=np.float32) for im in images])
     return np.ascontiguousarray(normalise(arr, spec))
 
 
-def preprocess_bytes(payloads: Sequence[bytes], spec: InputSpec,
-                     max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+def preprocess_bytes(
+    payloads: Sequence[bytes], spec: InputSpec, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> np.ndarray:
     """Encoded images → batch; the first undecodable one raises PreprocessError."""
     return preprocess_images([decode_image(p, max_pixels) for p in payloads], spec)

@@ -39,8 +39,9 @@ class Decision:
     severity: Severity | None  # None for "ok"
 
 
-def predicted_class(class_scores: np.ndarray, class_names: Sequence[str],
-                    verdict: VerdictKind) -> str:
+def predicted_class(
+    class_scores: np.ndarray, class_names: Sequence[str], verdict: VerdictKind
+) -> str:
     """``good`` for ok, the best non-good class for a defect, ``unknown`` for an anomaly."""
     if verdict == "ok":
         return GOOD
@@ -56,8 +57,9 @@ def predicted_class(class_scores: np.ndarray, class_names: Sequence[str],
     return UNKNOWN
 
 
-def severity(verdict: VerdictKind, defect_score: float, novelty_score: float,
-             th: Thresholds) -> Severity | None:
+def severity(
+    verdict: VerdictKind, defect_score: float, novelty_score: float, th: Thresholds
+) -> Severity | None:
     """Defects by head probability, anomalies by how far past the novelty threshold."""
     if verdict == "defect":
         if defect_score >= 0.99:
@@ -75,8 +77,13 @@ def severity(verdict: VerdictKind, defect_score: float, novelty_score: float,
     return None
 
 
-def decide(defect_score: float, novelty_score: float, class_scores: np.ndarray,
-           class_names: Sequence[str], th: Thresholds) -> Decision:
+def decide(
+    defect_score: float,
+    novelty_score: float,
+    class_scores: np.ndarray,
+    class_names: Sequence[str],
+    th: Thresholds,
+) -> Decision:
     """One frame: ``defect`` when the head says so, else ``anomaly`` when novel, else ``ok``.
 
     Non-finite scores never pass as ``ok``: a NaN defect score counts as a defect and a NaN
@@ -93,17 +100,28 @@ def decide(defect_score: float, novelty_score: float, class_scores: np.ndarray,
         verdict = "ok"
     d = d if math.isfinite(d) else 1.0
     n = n if math.isfinite(n) else th.novelty * 1e6
-    return Decision(verdict, d, n, predicted_class(class_scores, class_names, verdict),
-                    severity(verdict, d, n, th))
+    return Decision(
+        verdict,
+        d,
+        n,
+        predicted_class(class_scores, class_names, verdict),
+        severity(verdict, d, n, th),
+    )
 
 
-def decide_batch(defect_scores: np.ndarray, novelty_scores: np.ndarray,
-                 class_scores: np.ndarray, class_names: Sequence[str],
-                 thresholds: Sequence[Thresholds]) -> list[Decision]:
+def decide_batch(
+    defect_scores: np.ndarray,
+    novelty_scores: np.ndarray,
+    class_scores: np.ndarray,
+    class_names: Sequence[str],
+    thresholds: Sequence[Thresholds],
+) -> list[Decision]:
     """:func:`decide` for each row of a batch; ``thresholds`` is one per row (its camera)."""
     d = np.asarray(defect_scores).reshape(-1)
     n = np.asarray(novelty_scores).reshape(-1)
     if not len(d) == len(n) == len(thresholds) == len(class_scores):
         raise ValueError("batch outputs and thresholds differ in length")
-    return [decide(float(d[i]), float(n[i]), class_scores[i], class_names, thresholds[i])
-            for i in range(len(d))]
+    return [
+        decide(float(d[i]), float(n[i]), class_scores[i], class_names, thresholds[i])
+        for i in range(len(d))
+    ]

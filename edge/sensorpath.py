@@ -51,9 +51,15 @@ class SensorPath:
     reading of it is in an acknowledged ``ReadingsBatch``.
     """
 
-    def __init__(self, worker: str, checks: SensorChecks,
-                 limit_for: Callable[[StreamRef], SensorLimit], batch_size: int = 500,
-                 flush_s: float = 0.2, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        worker: str,
+        checks: SensorChecks,
+        limit_for: Callable[[StreamRef], SensorLimit],
+        batch_size: int = 500,
+        flush_s: float = 0.2,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.worker = worker
         self.checks = checks
         self._limit_for = limit_for
@@ -65,8 +71,7 @@ class SensorPath:
         self._epoch = 0
         self._lock = threading.Lock()
 
-    def handle(self, msg: SensorIn, pending: InputAck, epoch: int,
-               now: datetime) -> SensorOutcome:
+    def handle(self, msg: SensorIn, pending: InputAck, epoch: int, now: datetime) -> SensorOutcome:
         """Check and score every reading; buffer the valid ones for storage."""
         out = SensorOutcome()
         limit = self._limit_for(msg.stream)
@@ -80,18 +85,30 @@ class SensorPath:
                 try:
                     check_valid(r.value, limit)
                 except OutOfRange as exc:
-                    out.invalid.append(Invalid(i, Rejected(exc.reason, f"readings[{i}]: "
-                                                                        f"{exc.detail}")))
+                    out.invalid.append(
+                        Invalid(i, Rejected(exc.reason, f"readings[{i}]: {exc.detail}"))
+                    )
                     continue
                 rkey = reading_key(msg, i, r)
                 ts = r.ts or now
                 for f in observe(state, r.value, r.ts, limit, self.checks):
-                    out.anomalies.append(SensorAnomaly(
-                        stream=key, key=f"{rkey}!{f.kind}", seq=r.seq, ts=ts, value=r.value,
-                        kind=f.kind, score=f.score, detail=f.detail, worker=self.worker,
-                        epoch=epoch))
-                buf.readings.append(StoredReading(key=rkey, seq=r.seq, ts=ts, value=r.value,
-                                                  unit=r.unit))
+                    out.anomalies.append(
+                        SensorAnomaly(
+                            stream=key,
+                            key=f"{rkey}!{f.kind}",
+                            seq=r.seq,
+                            ts=ts,
+                            value=r.value,
+                            kind=f.kind,
+                            score=f.score,
+                            detail=f.detail,
+                            worker=self.worker,
+                            epoch=epoch,
+                        )
+                    )
+                buf.readings.append(
+                    StoredReading(key=rkey, seq=r.seq, ts=ts, value=r.value, unit=r.unit)
+                )
                 pending.hold()
                 buf.pending.append(pending)
                 out.buffered += 1
@@ -100,11 +117,19 @@ class SensorPath:
 
     def _alert(self, msg: SensorIn, a: SensorAnomaly) -> Alert:
         s = msg.stream
-        return Alert(event_id=f"sensor:{a.key}", kind="sensor",
-                     severity=SEVERITY_BY_KIND[a.kind],  # type: ignore[arg-type]
-                     site=s.site, line=s.line, station=s.station, stream=s.key,
-                     message=f"sensor {s.name}: {a.kind} anomaly ({a.detail})"[:500],
-                     worker=self.worker, epoch=a.epoch, ts=a.ts)
+        return Alert(
+            event_id=f"sensor:{a.key}",
+            kind="sensor",
+            severity=SEVERITY_BY_KIND[a.kind],  # type: ignore[arg-type]
+            site=s.site,
+            line=s.line,
+            station=s.station,
+            stream=s.key,
+            message=f"sensor {s.name}: {a.kind} anomaly ({a.detail})"[:500],
+            worker=self.worker,
+            epoch=a.epoch,
+            ts=a.ts,
+        )
 
     def due(self, force: bool = False) -> list[tuple[ReadingsBatch, list[InputAck]]]:
         """Batches to publish now (full, older than ``flush_s``, or all when ``force``)."""
@@ -112,11 +137,16 @@ class SensorPath:
         now = self._clock()
         with self._lock:
             for key, buf in self._buffers.items():
-                while buf.readings and (force or len(buf.readings) >= self.batch_size
-                                        or now - buf.since >= self.flush_s):
+                while buf.readings and (
+                    force or len(buf.readings) >= self.batch_size or now - buf.since >= self.flush_s
+                ):
                     n = min(self.batch_size, len(buf.readings))
-                    batch = ReadingsBatch(stream=key, worker=self.worker, epoch=self._epoch,
-                                          readings=tuple(buf.readings[:n]))
+                    batch = ReadingsBatch(
+                        stream=key,
+                        worker=self.worker,
+                        epoch=self._epoch,
+                        readings=tuple(buf.readings[:n]),
+                    )
                     ready.append((batch, buf.pending[:n]))
                     del buf.readings[:n], buf.pending[:n]
                     buf.since = now
@@ -133,8 +163,9 @@ class SensorPath:
             buf = self._buffers.pop(stream_key, None)
         if buf is None or not buf.readings:
             return []
-        batch = ReadingsBatch(stream=stream_key, worker=self.worker, epoch=self._epoch,
-                              readings=tuple(buf.readings))
+        batch = ReadingsBatch(
+            stream=stream_key, worker=self.worker, epoch=self._epoch, readings=tuple(buf.readings)
+        )
         return [(batch, buf.pending)]
 
     def buffered(self) -> int:

@@ -87,8 +87,9 @@ def _limit_finding(value: float, limit: SensorLimit) -> Finding | None:
     return None
 
 
-def _rate_finding(st: SensorState, value: float, ts: datetime | None,
-                  limit: SensorLimit) -> Finding | None:
+def _rate_finding(
+    st: SensorState, value: float, ts: datetime | None, limit: SensorLimit
+) -> Finding | None:
     if limit.max_rate is None or st.last is None or ts is None or st.last_ts is None:
         return None
     dt = (ts - st.last_ts).total_seconds()
@@ -96,9 +97,11 @@ def _rate_finding(st: SensorState, value: float, ts: datetime | None,
         return None
     rate = abs(value - st.last) / dt
     if rate > limit.max_rate:
-        return Finding("rate", rate / limit.max_rate,
-                       f"changed {value - st.last:+.6g} in {dt:.3f} s ({rate:.4g}/s > "
-                       f"{limit.max_rate:g}/s)")
+        return Finding(
+            "rate",
+            rate / limit.max_rate,
+            f"changed {value - st.last:+.6g} in {dt:.3f} s ({rate:.4g}/s > {limit.max_rate:g}/s)",
+        )
     return None
 
 
@@ -124,17 +127,25 @@ def _update(st: SensorState, value: float, alpha: float) -> None:
     st.n += 1
 
 
-def observe(st: SensorState, value: float, ts: datetime | None, limit: SensorLimit,
-            checks: SensorChecks) -> list[Finding]:
+def observe(
+    st: SensorState, value: float, ts: datetime | None, limit: SensorLimit, checks: SensorChecks
+) -> list[Finding]:
     """Score one valid reading against the state, then fold it in; return its findings.
 
     The z-score uses the statistics BEFORE this reading, so a spike does not hide itself.
     A reading flagged by the z-score still updates the statistics (slowly, by ``alpha``),
     so a genuine level shift becomes the new normal instead of alarming forever.
     """
-    findings = [f for f in (_limit_finding(value, limit), _z_finding(st, value, checks),
-                            _rate_finding(st, value, ts, limit),
-                            _stuck_finding(st, value, checks)) if f is not None]
+    findings = [
+        f
+        for f in (
+            _limit_finding(value, limit),
+            _z_finding(st, value, checks),
+            _rate_finding(st, value, ts, limit),
+            _stuck_finding(st, value, checks),
+        )
+        if f is not None
+    ]
     _update(st, value, checks.alpha)
     st.last = value
     if ts is not None:

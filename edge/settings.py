@@ -25,8 +25,10 @@ class SensorLimit(BaseModel):
 
     @model_validator(mode="after")
     def _ordered(self) -> SensorLimit:
-        for lo, hi, what in ((self.low, self.high, "low/high"),
-                             (self.valid_min, self.valid_max, "valid_min/valid_max")):
+        for lo, hi, what in (
+            (self.low, self.high, "low/high"),
+            (self.valid_min, self.valid_max, "valid_min/valid_max"),
+        ):
             if lo is not None and hi is not None and lo >= hi:
                 raise ValueError(f"{what}: {lo} must be below {hi}")
         return self

@@ -45,8 +45,9 @@ class ThresholdBook:
     def _load(self, path: Path) -> None:
         try:
             raw = json.loads(path.read_text(encoding="utf-8"))
-            loaded = {str(k): Thresholds(float(v["defect"]), float(v["novelty"]))
-                      for k, v in raw.items()}
+            loaded = {
+                str(k): Thresholds(float(v["defect"]), float(v["novelty"])) for k, v in raw.items()
+            }
         except FileNotFoundError:
             return
         except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
@@ -59,8 +60,10 @@ class ThresholdBook:
         """Write the current values atomically (called with the lock held)."""
         if self.path is None:
             return
-        data = {k: {"defect": v.defect, "novelty": v.novelty}
-                for k, v in sorted(self._by_camera.items())}
+        data = {
+            k: {"defect": v.defect, "novelty": v.novelty}
+            for k, v in sorted(self._by_camera.items())
+        }
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
         try:
@@ -80,8 +83,9 @@ class ThresholdBook:
     def apply(self, stream: StreamRef, ctl: ThresholdControl) -> ThresholdChange:
         """Apply an operator's request; return the change to publish (or raise ThresholdError)."""
         if ctl.stream != stream.key and StreamRef.parse_key(ctl.stream) != stream:
-            raise ThresholdError("topic_mismatch",
-                                 f"control for {ctl.stream[:120]!r} on {stream.key}'s topic")
+            raise ThresholdError(
+                "topic_mismatch", f"control for {ctl.stream[:120]!r} on {stream.key}'s topic"
+            )
         if ctl.defect_threshold is None and ctl.novelty_threshold is None:
             raise ThresholdError("bad_schema", "give defect_threshold and/or novelty_threshold")
         with self._lock:
@@ -95,7 +99,14 @@ class ThresholdBook:
             self._by_camera[stream.key] = after
             self._save()
         return ThresholdChange(
-            key=f"{stream.key}#thr:{ctl.request_id[:100]}", stream=stream.key,
-            defect_threshold=after.defect, novelty_threshold=after.novelty,
-            previous_defect_threshold=before.defect, previous_novelty_threshold=before.novelty,
-            actor=ctl.actor, reason=ctl.reason, worker=self.worker, ts=utcnow())
+            key=f"{stream.key}#thr:{ctl.request_id[:100]}",
+            stream=stream.key,
+            defect_threshold=after.defect,
+            novelty_threshold=after.novelty,
+            previous_defect_threshold=before.defect,
+            previous_novelty_threshold=before.novelty,
+            actor=ctl.actor,
+            reason=ctl.reason,
+            worker=self.worker,
+            ts=utcnow(),
+        )

@@ -66,7 +66,6 @@ from edge.thresholds import ThresholdBook, ThresholdError
 log = logging.getLogger(__name__)
 
 
-
 class EdgeWorker:
     """Frames and sensors in over a Transport, verdicts/alerts/features/readings out.
 
@@ -76,9 +75,16 @@ class EdgeWorker:
     Every input is acked only once all its outputs are acknowledged by the broker.
     """
 
-    def __init__(self, settings: EdgeSettings, transport: Transport, runner: Runner,
-                 default_thresholds: Thresholds, default_bank: np.ndarray | None,
-                 max_wait_s: float, baseline_fps: float = 0.0) -> None:
+    def __init__(
+        self,
+        settings: EdgeSettings,
+        transport: Transport,
+        runner: Runner,
+        default_thresholds: Thresholds,
+        default_bank: np.ndarray | None,
+        max_wait_s: float,
+        baseline_fps: float = 0.0,
+    ) -> None:
         s = settings
         self.settings = s
         self.worker = s.worker_id
@@ -91,22 +97,36 @@ class EdgeWorker:
         self._gap_lock = threading.Lock()
         self.meter = LoadMeter()
         self.meter.baseline_fps = baseline_fps
-        self.batcher: Batcher[FrameJob] = Batcher(s.max_batch, max_wait_s, s.camera_queue,
-                                                  s.total_queue)
-        self.thresholds = ThresholdBook(default_thresholds, self.worker,
-                                        s.state_dir / f"{self.worker}.thresholds.json")
-        self.banks = BankBook(default_bank, s.bank_frames,
-                              bank_builder() if s.bank_frames else None)
-        self.pipeline = Pipeline(runner, self.banks, self.thresholds,
-                                 PipelineConfig(self.worker, thumbnail_px=s.thumbnail_px,
-                                                thumbnail_bytes=s.thumbnail_bytes))
-        self.sensors = SensorPath(self.worker, SensorChecks(s.sensor_alpha, s.sensor_z,
-                                                            s.sensor_warmup, s.sensor_stuck),
-                                  s.limit_for, s.readings_batch, s.readings_flush_ms / 1000)
+        self.batcher: Batcher[FrameJob] = Batcher(
+            s.max_batch, max_wait_s, s.camera_queue, s.total_queue
+        )
+        self.thresholds = ThresholdBook(
+            default_thresholds, self.worker, s.state_dir / f"{self.worker}.thresholds.json"
+        )
+        self.banks = BankBook(
+            default_bank, s.bank_frames, bank_builder() if s.bank_frames else None
+        )
+        self.pipeline = Pipeline(
+            runner,
+            self.banks,
+            self.thresholds,
+            PipelineConfig(
+                self.worker, thumbnail_px=s.thumbnail_px, thumbnail_bytes=s.thumbnail_bytes
+            ),
+        )
+        self.sensors = SensorPath(
+            self.worker,
+            SensorChecks(s.sensor_alpha, s.sensor_z, s.sensor_warmup, s.sensor_stuck),
+            s.limit_for,
+            s.readings_batch,
+            s.readings_flush_ms / 1000,
+        )
         self.stage = FrameStage(self)
-        self.subs = Subscriptions(transport, StreamHandlers(self.on_frame, self.on_sensor,
-                                                            self.on_control),
-                                  self._on_removed)
+        self.subs = Subscriptions(
+            transport,
+            StreamHandlers(self.on_frame, self.on_sensor, self.on_control),
+            self._on_removed,
+        )
         self.liveness = Liveness(transport, self.worker, "edge", s.state_dir)  # sets the will
         self.heartbeat = Heartbeat(self.liveness, self._status_fields, s.heartbeat_s)
         self.model_version = runner.version
@@ -129,8 +149,16 @@ class EdgeWorker:
         self.transport.subscribe(assignment_topic(self.worker), self.on_assignment)
         self._accepting = True
         if static_streams:
-            self._apply(Assignment(worker=self.worker, epoch=0, streams=tuple(static_streams),
-                                   dispatcher="static", ts=utcnow()), remember=False)
+            self._apply(
+                Assignment(
+                    worker=self.worker,
+                    epoch=0,
+                    streams=tuple(static_streams),
+                    dispatcher="static",
+                    ts=utcnow(),
+                ),
+                remember=False,
+            )
         else:
             remembered = load_assignment(self._assignment_file, self.worker)
             if remembered is not None:
@@ -143,9 +171,13 @@ class EdgeWorker:
         if self.settings.metrics_port:
             self.metrics.serve(self.settings.metrics_host, self.settings.metrics_port)
         self.heartbeat.birth()
-        log.info("edge worker %s started (model %s, max batch %d, max wait %.1f ms)",
-                 self.worker, self.model_version, self.batcher.max_batch,
-                 self.batcher.max_wait_s * 1000)
+        log.info(
+            "edge worker %s started (model %s, max batch %d, max wait %.1f ms)",
+            self.worker,
+            self.model_version,
+            self.batcher.max_batch,
+            self.batcher.max_wait_s * 1000,
+        )
 
     def stop(self, timeout: float = 15.0) -> None:
         """Graceful: stop taking input, finish queued frames, flush, death, disconnect."""
@@ -160,8 +192,10 @@ class EdgeWorker:
             th.join(max(0.1, deadline - time.monotonic()))
         self.flush_readings(force=True)
         if not self.acks.drain(max(0.1, deadline - time.monotonic())):
-            log.warning("%d inputs still wait for output acks at stop; they will be "
-                        "redelivered", self.acks.pending)
+            log.warning(
+                "%d inputs still wait for output acks at stop; they will be redelivered",
+                self.acks.pending,
+            )
         self.heartbeat.death()
         self.transport.stop()
         self.acks.stop()
@@ -173,12 +207,17 @@ class EdgeWorker:
         self.metrics.queue_depth.set(depth)
         self.metrics.capacity.set(self.meter.capacity_fps())
         self.metrics.pending_acks.set(self.acks.pending)
-        return {"capacity_fps": round(self.meter.capacity_fps(), 3),
-                "load": round(self.meter.load(), 4), "queue_depth": depth,
-                "p95_ms": round(self.meter.p95_ms(), 3), "model_version": self.model_version,
-                "cost_per_hour": self.settings.cost_per_hour, "labels": self.settings.labels,
-                "streams": tuple(sorted(s.key for s in self.state.streams)),
-                "epoch": self.state.epoch}
+        return {
+            "capacity_fps": round(self.meter.capacity_fps(), 3),
+            "load": round(self.meter.load(), 4),
+            "queue_depth": depth,
+            "p95_ms": round(self.meter.p95_ms(), 3),
+            "model_version": self.model_version,
+            "cost_per_hour": self.settings.cost_per_hour,
+            "labels": self.settings.labels,
+            "streams": tuple(sorted(s.key for s in self.state.streams)),
+            "epoch": self.state.epoch,
+        }
 
     def _tick_loop(self) -> None:
         while not self._stop.wait(0.05):
@@ -219,11 +258,19 @@ class EdgeWorker:
         pending = self.out.open_ack(msg, sensor_in.key)
         stream = sensor_in.stream
         if not self.state.holds(stream):
-            self.out.gap_for(stream, sensor_in.key, None, "failover", pending,
-                             epoch=self.state.epoch, count=len(sensor_in.readings))
+            self.out.gap_for(
+                stream,
+                sensor_in.key,
+                None,
+                "failover",
+                pending,
+                epoch=self.state.epoch,
+                count=len(sensor_in.readings),
+            )
             return
-        self.observe_seqs(stream, sensor_in.pub_epoch,
-                          [r.seq for r in sensor_in.readings if r.seq is not None])
+        self.observe_seqs(
+            stream, sensor_in.pub_epoch, [r.seq for r in sensor_in.readings if r.seq is not None]
+        )
         out = self.sensors.handle(sensor_in, pending, self.state.epoch, utcnow())
         for inv in out.invalid:
             self.out.dead(msg, inv.error, pending, receipt=f"{msg.receipt}/{inv.index}")
@@ -245,8 +292,13 @@ class EdgeWorker:
         except (Rejected, ThresholdError, TopicError) as err:
             self.out.dead(msg, Rejected(err.reason, err.detail))
             return
-        log.info("thresholds of %s now defect %.4g novelty %.4g (by %s)", stream.key,
-                 change.defect_threshold, change.novelty_threshold, change.actor)
+        log.info(
+            "thresholds of %s now defect %.4g novelty %.4g (by %s)",
+            stream.key,
+            change.defect_threshold,
+            change.novelty_threshold,
+            change.actor,
+        )
         pending = self.acks.open(msg.ack, change.key)
         self.out.publish(threshold_change_topic(stream), change, pending)
         pending.seal()
@@ -283,8 +335,14 @@ class EdgeWorker:
             self.gaps.forget(stream.key)
         if stream.kind is Kind.CAMERA:
             for job in self.batcher.drop_camera(stream.key):
-                self.out.gap_for(stream, job.frame.key, job.frame.seq, "failover", job.pending,
-                                 epoch=self.state.epoch)
+                self.out.gap_for(
+                    stream,
+                    job.frame.key,
+                    job.frame.seq,
+                    "failover",
+                    job.pending,
+                    epoch=self.state.epoch,
+                )
             self.banks.forget(stream.key)
         else:
             for batch, pendings in self.sensors.forget(stream.key):
@@ -322,9 +380,14 @@ def build_worker(settings: EdgeSettings, transport: Transport) -> EdgeWorker:
     runner = load_runner(settings.model_dir, settings.intra_threads)
     bank = runner.default_bank(required=settings.bank_frames == 0)
     single = single_latency_s(runner)
-    max_wait = single if settings.max_wait_ms is None else min(settings.max_wait_ms / 1000,
-                                                               single)
+    max_wait = single if settings.max_wait_ms is None else min(settings.max_wait_ms / 1000, single)
     fps = batch_fps(runner, settings.max_batch)
-    log.info("model %s: one image %.1f ms, batch of %d at %.1f images/s; max wait %.1f ms",
-             runner.version, single * 1000, settings.max_batch, fps, max_wait * 1000)
+    log.info(
+        "model %s: one image %.1f ms, batch of %d at %.1f images/s; max wait %.1f ms",
+        runner.version,
+        single * 1000,
+        settings.max_batch,
+        fps,
+        max_wait * 1000,
+    )
     return EdgeWorker(settings, transport, runner, runner.thresholds, bank, max_wait, fps)

@@ -28,8 +28,16 @@ class FakeEdge:
 
     def _payload(self, state: Literal["online", "heartbeat", "offline"], **extra: Any) -> bytes:
         fields = {**self.fields, **extra}
-        return encode(WorkerStatus(worker=self.id, role="edge", state=state,
-                                   counter=self.counter, ts=utcnow(), **fields))
+        return encode(
+            WorkerStatus(
+                worker=self.id,
+                role="edge",
+                state=state,
+                counter=self.counter,
+                ts=utcnow(),
+                **fields,
+            )
+        )
 
     def start(self) -> FakeEdge:
         self.t.start()
@@ -97,5 +105,3 @@ class Observer:
         """The owner map once exactly ``n`` streams are placed, else {} (falsy)."""
         o = self.owner()
         return o if len(o) == n else {}
-
-

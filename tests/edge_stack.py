@@ -24,15 +24,25 @@ ROOT = Path(__file__).resolve().parents[1]
 FAST_MODEL = ROOT / "var" / "models" / "test-fast"
 
 
-def linewatch(*args: str, env: Mapping[str, str] | None = None, timeout: float = 900,
-              ) -> subprocess.CompletedProcess[str]:
+def linewatch(
+    *args: str,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 900,
+) -> subprocess.CompletedProcess[str]:
     """Run a `linewatch` command to completion (raises with its output on failure)."""
-    res = subprocess.run([sys.executable, "-m", "services.cli", *args], cwd=ROOT,
-                         env={**os.environ, **(env or {})}, capture_output=True, text=True,
-                         timeout=timeout)
+    res = subprocess.run(
+        [sys.executable, "-m", "services.cli", *args],
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     if res.returncode != 0:
-        raise AssertionError(f"linewatch {' '.join(args)} exited {res.returncode}:\n"
-                             f"{res.stdout[-3000:]}\n{res.stderr[-3000:]}")
+        raise AssertionError(
+            f"linewatch {' '.join(args)} exited {res.returncode}:\n"
+            f"{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
+        )
     return res
 
 
@@ -48,9 +58,14 @@ class Proc:
 
     def start(self) -> Proc:
         fh = self.log.open("ab")
-        self.p = subprocess.Popen([sys.executable, "-m", "services.cli", *self.args], cwd=ROOT,
-                                  env=self.env, stdout=fh, stderr=subprocess.STDOUT,
-                                  start_new_session=True)
+        self.p = subprocess.Popen(
+            [sys.executable, "-m", "services.cli", *self.args],
+            cwd=ROOT,
+            env=self.env,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         fh.close()
         return self
 
@@ -128,6 +143,7 @@ class Watcher:
                     if s.state in ("online", "heartbeat") and s.counter > counter_above:
                         return s
             return None
+
         return wait_for(ready, timeout, 0.05, what=f"{worker} online")
 
     def publish_frame(self, stream: StreamRef, image: bytes, seq: int | None) -> Any:
@@ -147,9 +163,12 @@ def query(db: Path, sql: str, *params: Any) -> list[tuple[Any, ...]]:
         con.close()
 
 
-def history_check(published: Mapping[str, int | None], stored_keys: Iterable[str],
-                  gaps: Iterable[tuple[str, int | None, int | None, str]],
-                  stream_key: str) -> dict[str, int]:
+def history_check(
+    published: Mapping[str, int | None],
+    stored_keys: Iterable[str],
+    gaps: Iterable[tuple[str, int | None, int | None, str]],
+    stream_key: str,
+) -> dict[str, int]:
     """lost / duplicate / unexpected of one stream's frames.
 
     ``published``: frame key -> seq. ``stored_keys``: frame keys of verdict rows (a key more
@@ -165,13 +184,19 @@ def history_check(published: Mapping[str, int | None], stored_keys: Iterable[str
         gap_keys.add(key.split("!")[0])
         if lo is not None and hi is not None:
             covered.update(range(lo, hi + 1))
-    lost = [k for k, seq in published.items()
-            if k not in stored and k not in gap_keys and (seq is None or seq not in covered)]
+    lost = [
+        k
+        for k, seq in published.items()
+        if k not in stored and k not in gap_keys and (seq is None or seq not in covered)
+    ]
     return {
         "published": len(published),
         "stored": sum(1 for k in published if k in stored),
-        "gapped": sum(1 for k, seq in published.items() if k not in stored
-                      and (k in gap_keys or (seq is not None and seq in covered))),
+        "gapped": sum(
+            1
+            for k, seq in published.items()
+            if k not in stored and (k in gap_keys or (seq is not None and seq in covered))
+        ),
         "lost": len(lost),
         "duplicate": sum(n - 1 for n in stored.values() if n > 1),
         "unexpected": sum(1 for k in stored if k not in published and k.startswith(stream_key)),

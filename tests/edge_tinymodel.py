@@ -52,12 +52,17 @@ def _model() -> onnx.ModelProto:
     ]
     f = TensorProto.FLOAT
     graph = helper.make_graph(
-        nodes, "tiny", [helper.make_tensor_value_info("image", f, ["N", SIZE, SIZE, 3])],
-        [helper.make_tensor_value_info("embedding", f, ["N", 8]),
-         helper.make_tensor_value_info("defect_score", f, ["N"]),
-         helper.make_tensor_value_info("class_scores", f, ["N", 3]),
-         helper.make_tensor_value_info("patch_features", f, ["N", 4, 4, 3])],
-        inits)
+        nodes,
+        "tiny",
+        [helper.make_tensor_value_info("image", f, ["N", SIZE, SIZE, 3])],
+        [
+            helper.make_tensor_value_info("embedding", f, ["N", 8]),
+            helper.make_tensor_value_info("defect_score", f, ["N"]),
+            helper.make_tensor_value_info("class_scores", f, ["N", 3]),
+            helper.make_tensor_value_info("patch_features", f, ["N", 4, 4, 3]),
+        ],
+        inits,
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.checker.check_model(model)
@@ -75,12 +80,19 @@ def build(model_dir: Path, *, bank: bool = True) -> Path:
         grey = 0.5 + rng.uniform(-0.04, 0.04, (64, 1)).astype(np.float32)
         np.save(model_dir / "nominal_bank.npy", np.repeat(grey, 3, axis=1))
     card = ModelCard(
-        name="tiny-test", input=InputInfo(size=SIZE, normalisation="unit"),
+        name="tiny-test",
+        input=InputInfo(size=SIZE, normalisation="unit"),
         class_names=CLASSES,
-        outputs={"embedding": "[N,8]", "defect_score": "[N]", "class_scores": "[N,3]",
-                 "patch_features": "[N,4,4,3]"},
-        thresholds=Thresholds(defect=DEFECT_T, novelty=NOVELTY_T), patch_dim=3,
-        files={"model.onnx": file_info(model_dir / "model.onnx")})
+        outputs={
+            "embedding": "[N,8]",
+            "defect_score": "[N]",
+            "class_scores": "[N,3]",
+            "patch_features": "[N,4,4,3]",
+        },
+        thresholds=Thresholds(defect=DEFECT_T, novelty=NOVELTY_T),
+        patch_dim=3,
+        files={"model.onnx": file_info(model_dir / "model.onnx")},
+    )
     save_card(card, model_dir / "model.card.json")
     return model_dir
 

@@ -27,15 +27,38 @@ REPO = Path(__file__).resolve().parents[1]
 class Writer:
     """`linewatch store run --stats-json` as a child process; its stats lines are collected."""
 
-    def __init__(self, name: str, *, db_url: str, mqtt_url: str, site: str, workdir: Path,
-                 extra_env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        db_url: str,
+        mqtt_url: str,
+        site: str,
+        workdir: Path,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
         self.name = name
-        self.args = [sys.executable, "-m", "services.cli", "store", "run", "--name", name,
-                     "--stats-json"]
-        self.env = {**os.environ, "LINEWATCH_DB_URL": db_url, "LINEWATCH_MQTT_URL": mqtt_url,
-                    "LINEWATCH_STORE_SITE": site, "LINEWATCH_DATA_DIR": str(workdir),
-                    "LINEWATCH_KEEPALIVE_S": "1", "LINEWATCH_STORE_BACKOFF_MAX_S": "1",
-                    "LINEWATCH_RETENTION_INTERVAL_S": "0", **(extra_env or {})}
+        self.args = [
+            sys.executable,
+            "-m",
+            "services.cli",
+            "store",
+            "run",
+            "--name",
+            name,
+            "--stats-json",
+        ]
+        self.env = {
+            **os.environ,
+            "LINEWATCH_DB_URL": db_url,
+            "LINEWATCH_MQTT_URL": mqtt_url,
+            "LINEWATCH_STORE_SITE": site,
+            "LINEWATCH_DATA_DIR": str(workdir),
+            "LINEWATCH_KEEPALIVE_S": "1",
+            "LINEWATCH_STORE_BACKOFF_MAX_S": "1",
+            "LINEWATCH_RETENTION_INTERVAL_S": "0",
+            **(extra_env or {}),
+        }
         self.log_path = workdir / f"{name}.log"
         self.stats: dict[str, Any] = {}
         self.proc: subprocess.Popen[bytes] | None = None
@@ -47,8 +70,9 @@ class Writer:
 
     def start(self) -> Writer:
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=log,
-                                         cwd=REPO, env=self.env)
+            self.proc = subprocess.Popen(
+                self.args, stdout=subprocess.PIPE, stderr=log, cwd=REPO, env=self.env
+            )
         self._reader = threading.Thread(target=self._read, args=(self.proc,), daemon=True)
         self._reader.start()
         return self
@@ -105,16 +129,20 @@ def count(engine: Engine, table: s.Table, **where: Any) -> int:
 def wait_online(engine: Engine, writers: Iterable[Writer], timeout: float = 30) -> None:
     """A writer stores its own birth: seeing it online proves its subscriptions work."""
     for w in writers:
-        wait_for(lambda w=w: _online(engine, w), timeout,
-                 what=f"writer {w.name} online (log: {w.log_path})")
+        wait_for(
+            lambda w=w: _online(engine, w),
+            timeout,
+            what=f"writer {w.name} online (log: {w.log_path})",
+        )
 
 
 def _online(engine: Engine, w: Writer) -> bool:
     if not w.alive():
         raise AssertionError(f"writer {w.name} exited: {w.log_tail()}")
     with engine.connect() as conn:
-        state = conn.execute(select(s.T_WORKERS.c.state)
-                             .where(s.T_WORKERS.c.worker == w.client_id)).scalar()
+        state = conn.execute(
+            select(s.T_WORKERS.c.state).where(s.T_WORKERS.c.worker == w.client_id)
+        ).scalar()
     return state in ("online", "heartbeat")
 
 

@@ -11,8 +11,7 @@ import numpy as np
 from keras import layers, ops
 
 BACKBONE_LAYERS = ("conv2_block3_out", "conv3_block4_out", "conv4_block6_out")
-OUTPUT_NAMES = ("embedding", "defect_score", "class_scores", "patch_features",
-                "family_embedding")
+OUTPUT_NAMES = ("embedding", "defect_score", "class_scores", "patch_features", "family_embedding")
 
 
 class WeightsError(ValueError):
@@ -24,8 +23,7 @@ class ModelConfig:
     """Shape of the network; recorded in the model card."""
 
     input_size: int = 128
-    class_names: tuple[str, ...] = ("good", "scratch", "dent", "missing", "stain",
-                                    "discoloration")
+    class_names: tuple[str, ...] = ("good", "scratch", "dent", "missing", "stain", "discoloration")
     patch_layers: tuple[str, ...] = ("conv3_block4_out", "conv4_block6_out")
     patch_dim: int = 128
     patch_pool: int = 3
@@ -68,10 +66,12 @@ def build_heads(cfg: ModelConfig, grid: int) -> keras.Model:
     logit = LogitPool(name="defect_logit")(logit_map)
     defect = layers.Activation("sigmoid", name="defect_score")(logit)
     pooled = AttentionPool(name="family_embedding")(h, logit_map)
-    classes = layers.Dense(len(cfg.class_names), activation="softmax",
-                           name="class_scores")(pooled)
-    return keras.Model(pf, {"defect_score": defect, "class_scores": classes,
-                            "family_embedding": pooled}, name="heads")
+    classes = layers.Dense(len(cfg.class_names), activation="softmax", name="class_scores")(pooled)
+    return keras.Model(
+        pf,
+        {"defect_score": defect, "class_scores": classes, "family_embedding": pooled},
+        name="heads",
+    )
 
 
 def _resnet(cfg: ModelConfig, weights: str | None) -> keras.Model:
@@ -79,8 +79,7 @@ def _resnet(cfg: ModelConfig, weights: str | None) -> keras.Model:
     if weights != "imagenet":
         return keras.applications.ResNet50(include_top=False, weights=None, input_shape=size)
     try:
-        return keras.applications.ResNet50(include_top=False, weights="imagenet",
-                                           input_shape=size)
+        return keras.applications.ResNet50(include_top=False, weights="imagenet", input_shape=size)
     except Exception as exc:  # download failure: offline, proxy, DNS
         raise WeightsError(
             f"ImageNet weights could not be loaded ({type(exc).__name__}: {exc}); this machine "
@@ -102,19 +101,35 @@ def build_model(cfg: ModelConfig, weights: str | Path | None = None) -> keras.Mo
     outs = backbone(image)
     maps = [layers.AveragePooling2D(cfg.patch_pool, 1, "same")(o) for o in outs[:-1]]
     grid = int(maps[0].shape[1])
-    maps = [m if int(m.shape[1]) == grid else
-            layers.UpSampling2D(grid // int(m.shape[1]), interpolation="bilinear")(m)
-            for m in maps]
+    maps = [
+        m
+        if int(m.shape[1]) == grid
+        else layers.UpSampling2D(grid // int(m.shape[1]), interpolation="bilinear")(m)
+        for m in maps
+    ]
     cat = maps[0] if len(maps) == 1 else layers.Concatenate()(maps)
-    proj = layers.Conv2D(cfg.patch_dim, 1, name="patch_projection", trainable=False,
-                         kernel_initializer=keras.initializers.RandomNormal(0.0, 1.0, seed=7))
+    proj = layers.Conv2D(
+        cfg.patch_dim,
+        1,
+        name="patch_projection",
+        trainable=False,
+        kernel_initializer=keras.initializers.RandomNormal(0.0, 1.0, seed=7),
+    )
     pf = proj(cat)
     heads = build_heads(cfg, grid)
     ho = heads(pf)
     emb = layers.GlobalAveragePooling2D(name="embedding")(outs[-1])
-    model = keras.Model(image, {"embedding": emb, "defect_score": ho["defect_score"],
-                                "class_scores": ho["class_scores"], "patch_features": pf,
-                                "family_embedding": ho["family_embedding"]}, name="linewatch")
+    model = keras.Model(
+        image,
+        {
+            "embedding": emb,
+            "defect_score": ho["defect_score"],
+            "class_scores": ho["class_scores"],
+            "patch_features": pf,
+            "family_embedding": ho["family_embedding"],
+        },
+        name="linewatch",
+    )
     if wname is not None and wname != "imagenet":
         load_weights_file(model, backbone, Path(wname))
     return model
@@ -131,8 +146,10 @@ def load_weights_file(model: keras.Model, backbone: keras.Model, path: Path) -> 
             return
         except Exception as exc:  # Keras raises several types for mismatched files
             errors.append(f"{target.name}: {exc}")
-    raise WeightsError(f"weights file {path} fits neither the model nor its ResNet-50 "
-                       f"backbone: {'; '.join(errors)}")
+    raise WeightsError(
+        f"weights file {path} fits neither the model nor its ResNet-50 "
+        f"backbone: {'; '.join(errors)}"
+    )
 
 
 def submodel(model: keras.Model, name: str) -> keras.Model:
@@ -159,5 +176,6 @@ def set_projection(model: keras.Model, mean: np.ndarray, std: np.ndarray, seed: 
 
 
 def batchnorm_layers(model: keras.Model) -> Sequence[layers.BatchNormalization]:
-    return [ly for ly in submodel(model, "backbone").layers
-            if isinstance(ly, layers.BatchNormalization)]
+    return [
+        ly for ly in submodel(model, "backbone").layers if isinstance(ly, layers.BatchNormalization)
+    ]

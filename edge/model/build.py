@@ -43,12 +43,32 @@ class BuildConfig:
 PROFILES: dict[str, BuildConfig] = {
     "demo": BuildConfig(),
     # Small and fast (≈ 1–2 min): for tests that need a real model file, not for quality.
-    "test": BuildConfig(name="test", size=64, n_train=240, n_test=120, bank_size=1024,
-                        epochs=6, calib_images=64, quantize=False),
+    "test": BuildConfig(
+        name="test",
+        size=64,
+        n_train=240,
+        n_test=120,
+        bank_size=1024,
+        epochs=6,
+        calib_images=64,
+        quantize=False,
+    ),
 }
-_SOURCES = ("architecture.py", "build.py", "card.py", "export.py", "novelty.py", "quantize.py",
-            "synthetic.py", "synthetic_parts.py", "synthetic_defects.py", "train.py",
-            "evaluate.py", "dataset.py", "pipeline.py")
+_SOURCES = (
+    "architecture.py",
+    "build.py",
+    "card.py",
+    "export.py",
+    "novelty.py",
+    "quantize.py",
+    "synthetic.py",
+    "synthetic_parts.py",
+    "synthetic_defects.py",
+    "train.py",
+    "evaluate.py",
+    "dataset.py",
+    "pipeline.py",
+)
 
 
 def build_hash(cfg: BuildConfig) -> str:

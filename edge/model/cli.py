@@ -21,8 +21,12 @@ DEFAULT_ROOT = Path("var/models")
 
 
 def _build_opts(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--profile", choices=sorted(PROFILES), default="demo",
-                   help="demo (default, ≤ 10 min) or test (tiny, ≈ 1–2 min)")
+    p.add_argument(
+        "--profile",
+        choices=sorted(PROFILES),
+        default="demo",
+        help="demo (default, ≤ 10 min) or test (tiny, ≈ 1–2 min)",
+    )
     p.add_argument("--name", help="model name (directory under var/models)")
     p.add_argument("--out", type=Path, help="output directory (default var/models/<name>)")
     p.add_argument("--size", type=int, help="input size in pixels")
@@ -31,8 +35,12 @@ def _build_opts(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=int)
     p.add_argument("--seed", type=int)
     p.add_argument("--weights", help="none | imagenet | PATH to a .weights.h5 file")
-    p.add_argument("--held-out", dest="held_out", choices=DEFECT_FAMILIES,
-                   help="defect family left out of training (novelty is measured on it)")
+    p.add_argument(
+        "--held-out",
+        dest="held_out",
+        choices=DEFECT_FAMILIES,
+        help="defect family left out of training (novelty is measured on it)",
+    )
     p.add_argument("--no-quantize", action="store_true")
     p.add_argument("--force", action="store_true", help="rebuild even if up to date")
 
@@ -58,8 +66,12 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--n-test", type=int, default=600, dest="n_test")
     e.add_argument("--json", action="store_true")
     x = sub.add_parser("export", help="Keras weights file → ONNX (tf2onnx)")
-    x.add_argument("--model", type=Path, default=DEFAULT_ROOT / "demo",
-                   help="model directory whose card describes the network")
+    x.add_argument(
+        "--model",
+        type=Path,
+        default=DEFAULT_ROOT / "demo",
+        help="model directory whose card describes the network",
+    )
     x.add_argument("--weights", type=Path, help="default: <model>/model.weights.h5")
     x.add_argument("--out", type=Path, required=True)
     q = sub.add_parser("quantize", help="int8 copy, kept only when faster and accurate")
@@ -69,10 +81,16 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def cmd_dataset(a: argparse.Namespace) -> int:
-    n = write_samples(iter_samples(a.seed, a.n, size=a.size,
-                                   defect_fraction=a.defect_fraction), a.out / "train", a.n)
-    m = write_samples(iter_samples(a.seed + 1_000_003, a.n_test, size=a.size,
-                                   defect_fraction=a.defect_fraction), a.out / "test", a.n_test)
+    n = write_samples(
+        iter_samples(a.seed, a.n, size=a.size, defect_fraction=a.defect_fraction),
+        a.out / "train",
+        a.n,
+    )
+    m = write_samples(
+        iter_samples(a.seed + 1_000_003, a.n_test, size=a.size, defect_fraction=a.defect_fraction),
+        a.out / "test",
+        a.n_test,
+    )
     print(f"wrote {n} training and {m} held-out images under {a.out}")
     return 0
 
@@ -80,16 +98,27 @@ def cmd_dataset(a: argparse.Namespace) -> int:
 def cmd_build(a: argparse.Namespace, data: Path | None = None) -> int:
     weights = None if a.weights in (None, "none") else a.weights
     name = a.name or (_safe_name(data.name) if data else None)
-    cfg = config_for(a.profile, name=name, size=a.size, n_train=a.n_train, n_test=a.n_test,
-                     epochs=a.epochs, seed=a.seed, held_out=a.held_out, weights=weights,
-                     data=str(data) if data else None)
+    cfg = config_for(
+        a.profile,
+        name=name,
+        size=a.size,
+        n_train=a.n_train,
+        n_test=a.n_test,
+        epochs=a.epochs,
+        seed=a.seed,
+        held_out=a.held_out,
+        weights=weights,
+        data=str(data) if data else None,
+    )
     if a.no_quantize:
         cfg = replace(cfg, quantize=False)
     out = a.out or DEFAULT_ROOT / cfg.name
     card = run_build(cfg, out, force=a.force)
     m = card["metrics"]
-    print(f"model {out}: serve {card['serve']}, image_auroc {m.get('image_auroc')}, "
-          f"good_fpr {m.get('good_fpr')}, built in {card['build_seconds']} s")
+    print(
+        f"model {out}: serve {card['serve']}, image_auroc {m.get('image_auroc')}, "
+        f"good_fpr {m.get('good_fpr')}, built in {card['build_seconds']} s"
+    )
     return 0
 
 

@@ -33,8 +33,7 @@ class Dataset:
 
     def subset(self, idx: Sequence[int] | np.ndarray) -> Dataset:
         ix = np.asarray(idx, dtype=np.int64)
-        return Dataset(self.images[ix], [self.labels[i] for i in ix],
-                       [self.parts[i] for i in ix])
+        return Dataset(self.images[ix], [self.labels[i] for i in ix], [self.parts[i] for i in ix])
 
     def where(self, labels: Iterable[str]) -> Dataset:
         keep = set(labels)
@@ -43,22 +42,35 @@ class Dataset:
     def batches(self, spec: InputSpec, batch: int = 32) -> Iterable[np.ndarray]:
         """Normalised float32 batches through the shared preprocessing."""
         for s in range(0, len(self), batch):
-            yield normalise(self.images[s:s + batch].astype(np.float32), spec)
+            yield normalise(self.images[s : s + batch].astype(np.float32), spec)
 
 
-def synthetic(seed: int, n: int, size: int, families: Sequence[str],
-              defect_fraction: float = 0.5, part_types: Sequence[str] = PART_TYPES,
-              desc: str = "render") -> Dataset:
+def synthetic(
+    seed: int,
+    n: int,
+    size: int,
+    families: Sequence[str],
+    defect_fraction: float = 0.5,
+    part_types: Sequence[str] = PART_TYPES,
+    desc: str = "render",
+) -> Dataset:
     """``n`` rendered parts (deterministic by ``seed``)."""
     imgs, labels, parts = [], [], []
-    it = iter_samples(seed, n, size=size, part_types=part_types, families=families,
-                      defect_fraction=defect_fraction)
+    it = iter_samples(
+        seed,
+        n,
+        size=size,
+        part_types=part_types,
+        families=families,
+        defect_fraction=defect_fraction,
+    )
     for s in tqdm(it, total=n, desc=desc, unit="img", leave=False):
         imgs.append(np.asarray(s.image, dtype=np.uint8))
         labels.append(s.label)
         parts.append(s.part_type)
-    return Dataset(np.stack(imgs) if imgs else np.zeros((0, size, size, 3), np.uint8),
-                   labels, parts)
+    return Dataset(
+        np.stack(imgs) if imgs else np.zeros((0, size, size, 3), np.uint8), labels, parts
+    )
 
 
 def write_samples(samples: Iterable[Sample], out: Path, total: int | None = None) -> int:
@@ -78,16 +90,23 @@ def class_dirs(root: Path) -> list[str]:
         raise DatasetError(f"dataset folder {root} does not exist")
     names = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if GOOD not in names:
-        raise DatasetError(f"dataset folder {root} has no '{GOOD}/' class folder "
-                           f"(found: {', '.join(names) or 'nothing'})")
+        raise DatasetError(
+            f"dataset folder {root} has no '{GOOD}/' class folder "
+            f"(found: {', '.join(names) or 'nothing'})"
+        )
     return [GOOD] + [n for n in names if n != GOOD]
 
 
 def load_folder(root: Path, size: int, classes: Sequence[str] | None = None) -> Dataset:
     """Read a flow_from_directory tree (``root/<class>/*.png|jpg``), resized to ``size``."""
     names = list(classes) if classes is not None else class_dirs(root)
-    files = [(p, c) for c in names if (root / c).is_dir()
-             for p in sorted((root / c).iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES]
+    files = [
+        (p, c)
+        for c in names
+        if (root / c).is_dir()
+        for p in sorted((root / c).iterdir())
+        if p.suffix.lower() in IMAGE_SUFFIXES
+    ]
     if not files:
         raise DatasetError(f"dataset folder {root} holds no images")
     imgs = []
@@ -114,8 +133,7 @@ def split(ds: Dataset, fraction: float, seed: int) -> tuple[Dataset, Dataset]:
     return ds.subset(sorted(first)), ds.subset(sorted(second))
 
 
-def load_tree(root: Path, size: int, test_fraction: float, seed: int
-              ) -> tuple[Dataset, Dataset]:
+def load_tree(root: Path, size: int, test_fraction: float, seed: int) -> tuple[Dataset, Dataset]:
     """(train, test) from ``root/train`` + ``root/test``, or a stratified held-out split."""
     if (root / "train").is_dir() and (root / "test").is_dir():
         return load_folder(root / "train", size), load_folder(root / "test", size)

@@ -18,8 +18,13 @@ Outputs = dict[str, np.ndarray]
 GOOD = "good"
 
 
-def infer(run: Callable[[np.ndarray], Outputs], ds: Dataset, spec: InputSpec,
-          batch: int = 32, desc: str = "infer") -> Outputs:
+def infer(
+    run: Callable[[np.ndarray], Outputs],
+    ds: Dataset,
+    spec: InputSpec,
+    batch: int = 32,
+    desc: str = "infer",
+) -> Outputs:
     """Run ``run`` over the dataset in batches; outputs concatenated by name."""
     parts: dict[str, list[np.ndarray]] = {}
     total = (len(ds) + batch - 1) // batch
@@ -36,8 +41,9 @@ def threshold_at(scores: np.ndarray, fpr: float) -> float:
     return float(s[min(k, len(s) - 1)] + 1e-6)
 
 
-def choose_thresholds(defect_good: np.ndarray, novelty_good: np.ndarray,
-                      target_fpr: float = 0.01) -> tuple[float, float]:
+def choose_thresholds(
+    defect_good: np.ndarray, novelty_good: np.ndarray, target_fpr: float = 0.01
+) -> tuple[float, float]:
     """Operating point from held-out good parts: each signal gets half the FPR budget."""
     d = threshold_at(defect_good, target_fpr / 2)
     n = threshold_at(novelty_good, target_fpr / 2)
@@ -58,8 +64,13 @@ def family_ari(descriptors: np.ndarray, families: Sequence[str], seed: int = 0) 
     return float(adjusted_rand_score([names.index(f) for f in families], pred))
 
 
-def quality(out: Outputs, labels: Sequence[str], bank: np.ndarray,
-            thresholds: tuple[float, float], held_out: str | None) -> dict[str, Any]:
+def quality(
+    out: Outputs,
+    labels: Sequence[str],
+    bank: np.ndarray,
+    thresholds: tuple[float, float],
+    held_out: str | None,
+) -> dict[str, Any]:
     """Every figure of ``linewatch model eval`` from model outputs on a labelled test set."""
     lab = np.asarray(labels)
     bad = lab != GOOD
@@ -74,10 +85,12 @@ def quality(out: Outputs, labels: Sequence[str], bank: np.ndarray,
         "novelty_image_auroc": _auroc(bad, n),
         "good_fpr": float(flagged[~bad].mean()) if (~bad).any() else None,
         "thresholds": {"defect": th_d, "novelty": th_n},
-        "n_test": len(lab), "n_good": int((~bad).sum()),
+        "n_test": len(lab),
+        "n_good": int((~bad).sum()),
     }
-    res["per_family_recall"] = {str(f): float(flagged[lab == f].mean())
-                                for f in sorted(set(lab[bad].tolist()))}
+    res["per_family_recall"] = {
+        str(f): float(flagged[lab == f].mean()) for f in sorted(set(lab[bad].tolist()))
+    }
     if held_out and (lab == held_out).any():
         keep = (lab == held_out) | ~bad
         res["novelty_auroc"] = _auroc(lab[keep] == held_out, n[keep])
@@ -105,14 +118,16 @@ def class_accuracy(out: Outputs, labels: Sequence[str], class_names: Sequence[st
     return float((pred == true).mean())
 
 
-def parity(a: Outputs, b: Outputs, names: Sequence[str] = ("embedding", "defect_score",
-                                                             "patch_features")) -> dict[str, Any]:
+def parity(
+    a: Outputs, b: Outputs, names: Sequence[str] = ("embedding", "defect_score", "patch_features")
+) -> dict[str, Any]:
     """Max abs difference and mean cosine similarity per output (e.g. fp32 vs int8)."""
     res: dict[str, Any] = {}
     for k in names:
         x = np.asarray(a[k], np.float64).reshape(len(a[k]), -1)
         y = np.asarray(b[k], np.float64).reshape(len(b[k]), -1)
-        cos = np.sum(x * y, 1) / np.maximum(np.linalg.norm(x, axis=1) * np.linalg.norm(y, axis=1),
-                                            1e-12)
+        cos = np.sum(x * y, 1) / np.maximum(
+            np.linalg.norm(x, axis=1) * np.linalg.norm(y, axis=1), 1e-12
+        )
         res[k] = {"max_abs_diff": float(np.abs(x - y).max()), "cosine": float(cos.mean())}
     return res

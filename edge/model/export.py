@@ -20,8 +20,9 @@ class ExportError(RuntimeError):
     """tf2onnx could not convert the model, or the result failed the ONNX checker."""
 
 
-def export_keras(model: keras.Model, path: Path, input_name: str = "image",
-                 opset: int = OPSET) -> onnx.ModelProto:
+def export_keras(
+    model: keras.Model, path: Path, input_name: str = "image", opset: int = OPSET
+) -> onnx.ModelProto:
     """Write ``model`` (one input, dict outputs) as ONNX with a dynamic batch axis.
 
     ``tf2onnx.convert.from_keras`` does not handle Keras 3 models; converting a
@@ -74,12 +75,14 @@ def check_and_save(proto: onnx.ModelProto, path: Path) -> None:
     tmp.replace(path)
 
 
-def merge(body: onnx.ModelProto, heads: onnx.ModelProto, link: str,
-          outputs: Sequence[str], path: Path) -> onnx.ModelProto:
+def merge(
+    body: onnx.ModelProto, heads: onnx.ModelProto, link: str, outputs: Sequence[str], path: Path
+) -> onnx.ModelProto:
     """One graph: ``body``'s output ``link`` feeds ``heads``' input of the same name."""
     heads = compose.add_prefix(heads, "heads/", rename_inputs=False, rename_outputs=False)
-    merged = compose.merge_models(body, heads, io_map=[(link, link)], outputs=list(outputs),
-                                  name="linewatch")
+    merged = compose.merge_models(
+        body, heads, io_map=[(link, link)], outputs=list(outputs), name="linewatch"
+    )
     _rename_batch(merged)
     _dedupe_opsets(merged)
     check_and_save(merged, path)

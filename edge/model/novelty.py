@@ -41,12 +41,12 @@ def nearest_distance(queries: np.ndarray, bank: np.ndarray) -> tuple[np.ndarray,
     dist = np.empty(len(q), np.float32)
     idx = np.empty(len(q), np.int64)
     for s in range(0, len(q), _CHUNK):
-        block = q[s:s + _CHUNK]
+        block = q[s : s + _CHUNK]
         d2 = b_sq[None, :] - 2.0 * (block @ b.T)
         j = np.argmin(d2, axis=1)
         best = d2[np.arange(len(block)), j] + np.einsum("ij,ij->i", block, block)
-        dist[s:s + len(block)] = np.sqrt(np.maximum(best, 0.0))
-        idx[s:s + len(block)] = j
+        dist[s : s + len(block)] = np.sqrt(np.maximum(best, 0.0))
+        idx[s : s + len(block)] = j
     return dist, idx
 
 
@@ -64,8 +64,9 @@ def novelty_scores(patch_features: np.ndarray, bank: np.ndarray) -> np.ndarray:
     return maps.reshape(len(maps), -1).max(axis=1)
 
 
-def greedy_coreset(points: np.ndarray, size: int, rng: np.random.Generator,
-                   proj_dim: int = 32) -> np.ndarray:
+def greedy_coreset(
+    points: np.ndarray, size: int, rng: np.random.Generator, proj_dim: int = 32
+) -> np.ndarray:
     """Indices of a greedy k-center coreset (distances in a random projection, for speed)."""
     n = len(points)
     if size >= n:
@@ -82,8 +83,12 @@ def greedy_coreset(points: np.ndarray, size: int, rng: np.random.Generator,
     return chosen
 
 
-def build_bank(patch_features: np.ndarray, max_size: int = DEFAULT_BANK_SIZE,
-               rng: np.random.Generator | None = None, presample: int = 10) -> np.ndarray:
+def build_bank(
+    patch_features: np.ndarray,
+    max_size: int = DEFAULT_BANK_SIZE,
+    rng: np.random.Generator | None = None,
+    presample: int = 10,
+) -> np.ndarray:
     """A nominal memory bank [B ≤ max_size, D] from patch features of good frames.
 
     All patches are kept when they fit; otherwise a random pre-sample of ``presample`` ×

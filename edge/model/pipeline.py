@@ -28,7 +28,7 @@ OUTPUT_DOCS = {
     "defect_score": "[N] defect probability (supervised head, smooth max over locations)",
     "class_scores": "[N, C] softmax over class_names (index 0 = good)",
     "patch_features": "[N, h, w, D] standardised, projected conv3+conv4 patch features "
-                      "(novelty against the nominal bank)",
+    "(novelty against the nominal bank)",
     "family_embedding": "[N, 64] head features pooled where the defect head looks",
 }
 
@@ -47,13 +47,13 @@ def _labels(ds: Dataset, names: tuple[str, ...]) -> np.ndarray:
     return np.array([names.index(x) for x in ds.labels], np.int64)
 
 
-def fit_model(cfg: BuildConfig, mcfg: ModelConfig, fit: Dataset, spec: InputSpec
-              ) -> keras.Model:
+def fit_model(cfg: BuildConfig, mcfg: ModelConfig, fit: Dataset, spec: InputSpec) -> keras.Model:
     """Build the network, then the data-dependent steps that need no labels."""
     model = build_model(mcfg, cfg.weights)
     nominal = fit.where(["good"])
-    x = np.concatenate(list(nominal.subset(range(min(len(nominal), cfg.calib_images)))
-                            .batches(spec, 64)))
+    x = np.concatenate(
+        list(nominal.subset(range(min(len(nominal), cfg.calib_images))).batches(spec, 64))
+    )
     if cfg.weights != "imagenet" and not (cfg.weights and Path(cfg.weights).is_file()):
         train.calibrate_batchnorm(model, x)
     train.fit_projection(model, x[:128])
@@ -63,31 +63,52 @@ def fit_model(cfg: BuildConfig, mcfg: ModelConfig, fit: Dataset, spec: InputSpec
 def _heads_outputs(heads_path: Path, pf: np.ndarray) -> dict[str, np.ndarray]:
     sess = _session(heads_path)
     names = [o.name for o in sess.get_outputs()]
-    outs = [sess.run(names, {"patch_features": pf[s:s + 256]}) for s in range(0, len(pf), 256)]
+    outs = [sess.run(names, {"patch_features": pf[s : s + 256]}) for s in range(0, len(pf), 256)]
     return {n: np.concatenate([o[i] for o in outs]) for i, n in enumerate(names)}
 
 
-def build_into(cfg: BuildConfig, work: Path, fit: Dataset, val: Dataset, test: Dataset,
-               names: tuple[str, ...], digest: str, t0: float) -> cardmod.ModelCard:
+def build_into(
+    cfg: BuildConfig,
+    work: Path,
+    fit: Dataset,
+    val: Dataset,
+    test: Dataset,
+    names: tuple[str, ...],
+    digest: str,
+    t0: float,
+) -> cardmod.ModelCard:
     """Every step of a build inside ``work``; the finished files land in ``work/final``."""
     spec = InputSpec(cfg.size, "caffe")
     mcfg = ModelConfig(input_size=cfg.size, class_names=names)
     final = work / "final"
     final.mkdir()
     model = fit_model(cfg, mcfg, fit, spec)
-    body = keras.Model(model.input, {"embedding": model.get_layer("embedding").output,
-                                     "patch_features": model.get_layer("patch_projection").output})
+    body = keras.Model(
+        model.input,
+        {
+            "embedding": model.get_layer("embedding").output,
+            "patch_features": model.get_layer("patch_projection").output,
+        },
+    )
     log.info("exporting the backbone to ONNX (tf2onnx)")
     body_proto = export.export_keras(body, work / "body.onnx")
     run = _runner(_session(work / "body.onnx"))
-    feats = {k: ev.infer(run, ds, spec, desc=f"features {k}")
-             for k, ds in (("fit", fit), ("val", val), ("test", test))}
+    feats = {
+        k: ev.infer(run, ds, spec, desc=f"features {k}")
+        for k, ds in (("fit", fit), ("val", val), ("test", test))
+    }
     good_fit = np.asarray(feats["fit"]["patch_features"])[np.array(fit.labels) == "good"]
     bank = build_bank(good_fit, cfg.bank_size, np.random.default_rng(cfg.seed))
     np.save(final / cardmod.BANK_NAME, bank)
-    history = train.train_heads(model, feats["fit"]["patch_features"], _labels(fit, names),
-                                feats["val"]["patch_features"], _labels(val, names), names,
-                                train.TrainConfig(epochs=cfg.epochs, seed=cfg.seed))
+    history = train.train_heads(
+        model,
+        feats["fit"]["patch_features"],
+        _labels(fit, names),
+        feats["val"]["patch_features"],
+        _labels(val, names),
+        names,
+        train.TrainConfig(epochs=cfg.epochs, seed=cfg.seed),
+    )
     heads = submodel(model, "heads")
     heads_proto = export.export_keras(heads, work / "heads.onnx", input_name="patch_features")
     fp32 = final / cardmod.FP32_NAME
@@ -95,16 +116,22 @@ def build_into(cfg: BuildConfig, work: Path, fit: Dataset, val: Dataset, test: D
     for k in feats:
         feats[k].update(_heads_outputs(work / "heads.onnx", feats[k]["patch_features"]))
     val_good = np.array(val.labels) == "good"
-    th = ev.choose_thresholds(feats["val"]["defect_score"][val_good],
-                              novelty_scores(feats["val"]["patch_features"][val_good], bank),
-                              cfg.target_fpr)
+    th = ev.choose_thresholds(
+        feats["val"]["defect_score"][val_good],
+        novelty_scores(feats["val"]["patch_features"][val_good], bank),
+        cfg.target_fpr,
+    )
     metrics = ev.quality(feats["test"], test.labels, bank, th, cfg.held_out)
     metrics["class_accuracy"] = ev.class_accuracy(feats["test"], test.labels, names)
     metrics["keras_onnx_max_abs_diff"] = _keras_parity(model, fp32, test, spec)
     model.save_weights(str(final / "model.weights.h5"))
-    qinfo = _quantize(cfg, fp32, final / cardmod.INT8_NAME, fit, test, spec, feats["test"],
-                      bank, th, metrics) if cfg.quantize else {"kept": False,
-                                                               "reason": "disabled by profile"}
+    qinfo = (
+        _quantize(
+            cfg, fp32, final / cardmod.INT8_NAME, fit, test, spec, feats["test"], bank, th, metrics
+        )
+        if cfg.quantize
+        else {"kept": False, "reason": "disabled by profile"}
+    )
     return _write_card(cfg, final, mcfg, names, th, metrics, qinfo, history, digest, t0)
 
 
@@ -115,9 +142,18 @@ def _keras_parity(model: keras.Model, fp32: Path, test: Dataset, spec: InputSpec
     return float(max(np.abs(np.asarray(k[n]) - o[n]).max() for n in OUTPUTS))
 
 
-def _quantize(cfg: BuildConfig, fp32: Path, int8: Path, fit: Dataset, test: Dataset,
-              spec: InputSpec, fp32_test: dict[str, np.ndarray], bank: np.ndarray,
-              th: tuple[float, float], metrics: dict[str, Any]) -> dict[str, Any]:
+def _quantize(
+    cfg: BuildConfig,
+    fp32: Path,
+    int8: Path,
+    fit: Dataset,
+    test: Dataset,
+    spec: InputSpec,
+    fp32_test: dict[str, np.ndarray],
+    bank: np.ndarray,
+    th: tuple[float, float],
+    metrics: dict[str, Any],
+) -> dict[str, Any]:
     """int8 copy; kept only when faster here and image AUROC drops by ≤ 0.01."""
     nominal = fit.where(["good"])
     calib = np.concatenate(list(nominal.subset(range(min(64, len(nominal)))).batches(spec, 64)))
@@ -129,10 +165,17 @@ def _quantize(cfg: BuildConfig, fp32: Path, int8: Path, fit: Dataset, test: Data
     speedup = ips[int8.name] / ips[fp32.name]
     par = ev.parity(fp32_test, out8)
     kept, reason = keep_int8(speedup, drop, par["patch_features"]["cosine"])
-    info = {"kept": kept, "fp32_images_per_s": ips[fp32.name],
-            "int8_images_per_s": ips[int8.name], "speedup": speedup,
-            "image_auroc_fp32": metrics["image_auroc"], "image_auroc_int8": q8["image_auroc"],
-            "auroc_drop": drop, "parity": par, "reason": reason}
+    info = {
+        "kept": kept,
+        "fp32_images_per_s": ips[fp32.name],
+        "int8_images_per_s": ips[int8.name],
+        "speedup": speedup,
+        "image_auroc_fp32": metrics["image_auroc"],
+        "image_auroc_int8": q8["image_auroc"],
+        "auroc_drop": drop,
+        "parity": par,
+        "reason": reason,
+    }
     metrics["int8_parity"] = info["parity"]
     if not kept:
         int8.unlink()
@@ -154,29 +197,51 @@ def keep_int8(speedup: float, auroc_drop: float, patch_cosine: float) -> tuple[b
     return True, "faster and accurate"
 
 
-def _write_card(cfg: BuildConfig, final: Path, mcfg: ModelConfig, names: tuple[str, ...],
-                th: tuple[float, float], metrics: dict[str, Any], qinfo: dict[str, Any],
-                history: dict[str, list[float]], digest: str, t0: float) -> cardmod.ModelCard:
+def _write_card(
+    cfg: BuildConfig,
+    final: Path,
+    mcfg: ModelConfig,
+    names: tuple[str, ...],
+    th: tuple[float, float],
+    metrics: dict[str, Any],
+    qinfo: dict[str, Any],
+    history: dict[str, list[float]],
+    digest: str,
+    t0: float,
+) -> cardmod.ModelCard:
     serve = cardmod.INT8_NAME if qinfo.get("kept") else cardmod.FP32_NAME
     files = {p.name: cardmod.file_info(p) for p in sorted(final.iterdir())}
     pf_dim = int(np.load(final / cardmod.BANK_NAME, mmap_mode="r").shape[1])
-    recipe = {"build_hash": digest, "config": {k: v for k, v in vars(cfg).items()},
-              "backbone": "ResNet-50 (keras.applications), frozen",
-              "backbone_init": "batchnorm statistics calibrated on nominal frames"
-              if cfg.weights in (None, "none") else f"weights: {cfg.weights}",
-              "patch_layers": list(mcfg.patch_layers), "patch_dim": mcfg.patch_dim,
-              "heads": "2× 1×1 conv (64) → defect logit map → smooth max; attention-pooled "
-                       "class head; trained on precomputed patch features",
-              "epochs_run": len(history.get("loss", [])),
-              "final_val_loss": history["val_loss"][-1] if history.get("val_loss") else None,
-              "onnx_opset": export.OPSET}
+    recipe = {
+        "build_hash": digest,
+        "config": {k: v for k, v in vars(cfg).items()},
+        "backbone": "ResNet-50 (keras.applications), frozen",
+        "backbone_init": "batchnorm statistics calibrated on nominal frames"
+        if cfg.weights in (None, "none")
+        else f"weights: {cfg.weights}",
+        "patch_layers": list(mcfg.patch_layers),
+        "patch_dim": mcfg.patch_dim,
+        "heads": "2× 1×1 conv (64) → defect logit map → smooth max; attention-pooled "
+        "class head; trained on precomputed patch features",
+        "epochs_run": len(history.get("loss", [])),
+        "final_val_loss": history["val_loss"][-1] if history.get("val_loss") else None,
+        "onnx_opset": export.OPSET,
+    }
     card = cardmod.ModelCard(
-        name=cfg.name, serve=serve,
+        name=cfg.name,
+        serve=serve,
         input=cardmod.InputInfo(size=cfg.size, normalisation="caffe"),
-        class_names=names, outputs=OUTPUT_DOCS,
+        class_names=names,
+        outputs=OUTPUT_DOCS,
         thresholds=cardmod.Thresholds(defect=th[0], novelty=th[1]),
-        patch_dim=pf_dim, held_out_family=cfg.held_out if not cfg.data else None,
-        weights_source=str(cfg.weights or "none"), recipe=recipe, metrics=metrics,
-        quantization=qinfo, files=files, build_seconds=round(time.perf_counter() - t0, 1))
+        patch_dim=pf_dim,
+        held_out_family=cfg.held_out if not cfg.data else None,
+        weights_source=str(cfg.weights or "none"),
+        recipe=recipe,
+        metrics=metrics,
+        quantization=qinfo,
+        files=files,
+        build_seconds=round(time.perf_counter() - t0, 1),
+    )
     cardmod.save_card(card, final / cardmod.CARD_NAME)
     return card

@@ -36,7 +36,7 @@ class NominalReader(CalibrationDataReader):
 
     def _batches(self) -> Iterator[dict[str, np.ndarray]]:
         for i in range(0, len(self.frames), self.batch):
-            yield {self.input_name: self.frames[i:i + self.batch]}
+            yield {self.input_name: self.frames[i : i + self.batch]}
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         return next(self._it, None)
@@ -45,8 +45,9 @@ class NominalReader(CalibrationDataReader):
         self._it = self._batches()
 
 
-def quantize(fp32: Path, int8: Path, nominal: np.ndarray,
-             exclude_prefixes: Sequence[str] = ("heads/",)) -> Path:
+def quantize(
+    fp32: Path, int8: Path, nominal: np.ndarray, exclude_prefixes: Sequence[str] = ("heads/",)
+) -> Path:
     """Write an int8 (QDQ, per-channel weights) copy of ``fp32`` calibrated on ``nominal``."""
     with tempfile.TemporaryDirectory() as tmpdir:
         prepped = Path(tmpdir) / "prep.onnx"
@@ -57,18 +58,33 @@ def quantize(fp32: Path, int8: Path, nominal: np.ndarray,
             prepped = fp32
         graph = onnx.load(str(prepped)).graph
         excluded = [n.name for n in graph.node if n.name.startswith(tuple(exclude_prefixes))]
-        quantize_static(str(prepped), str(int8), NominalReader(nominal),
-                        quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8,
-                        weight_type=QuantType.QInt8, per_channel=True, reduce_range=True,
-                        calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=excluded)
+        quantize_static(
+            str(prepped),
+            str(int8),
+            NominalReader(nominal),
+            quant_format=QuantFormat.QDQ,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+            reduce_range=True,
+            calibrate_method=CalibrationMethod.MinMax,
+            nodes_to_exclude=excluded,
+        )
     return int8
 
 
-def throughput(path: Path, batch: int, seconds: float = 3.0, size: int = 128,
-               intra_threads: int | None = None, min_runs: int = 3) -> float:
+def throughput(
+    path: Path,
+    batch: int,
+    seconds: float = 3.0,
+    size: int = 128,
+    intra_threads: int | None = None,
+    min_runs: int = 3,
+) -> float:
     """Images per second of ``path`` at ``batch`` (random input, after one warm-up run)."""
-    sess = ort.InferenceSession(str(path), session_options(intra_threads),
-                                providers=["CPUExecutionProvider"])
+    sess = ort.InferenceSession(
+        str(path), session_options(intra_threads), providers=["CPUExecutionProvider"]
+    )
     name = sess.get_inputs()[0].name
     x = np.random.default_rng(0).normal(0, 50, (batch, size, size, 3)).astype(np.float32)
     sess.run(None, {name: x})

@@ -54,29 +54,38 @@ class OnnxModel:
     card sits beside it. ``verify``: compare the file's sha256 with the card's record.
     """
 
-    def __init__(self, path: Path | str, *, intra_threads: int | None = None,
-                 verify: bool = True) -> None:
+    def __init__(
+        self, path: Path | str, *, intra_threads: int | None = None, verify: bool = True
+    ) -> None:
         p = Path(path)
         try:
             self.path, self.card = _resolve(p)
         except CardError as exc:
             raise ModelLoadError(str(exc)) from None
         if not self.path.is_file():
-            raise ModelLoadError(f"model file {self.path} does not exist "
-                                 "(run `linewatch model build`)")
+            raise ModelLoadError(
+                f"model file {self.path} does not exist (run `linewatch model build`)"
+            )
         if verify:
             self._verify()
         try:
-            self.session = ort.InferenceSession(str(self.path), session_options(intra_threads),
-                                                providers=["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(
+                str(self.path), session_options(intra_threads), providers=["CPUExecutionProvider"]
+            )
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/...
-            raise ModelLoadError(f"model file {self.path} cannot be loaded by onnxruntime "
-                                 f"(corrupted or not an ONNX model): {exc}") from None
+            raise ModelLoadError(
+                f"model file {self.path} cannot be loaded by onnxruntime "
+                f"(corrupted or not an ONNX model): {exc}"
+            ) from None
         self.input_name = self.session.get_inputs()[0].name
         self.output_names = [o.name for o in self.session.get_outputs()]
         self.input_spec = self.card.input_spec()
-        log.info("loaded model %s (%s outputs, %s threads)", self.path,
-                 len(self.output_names), intra_threads or available_cores())
+        log.info(
+            "loaded model %s (%s outputs, %s threads)",
+            self.path,
+            len(self.output_names),
+            intra_threads or available_cores(),
+        )
 
     def _verify(self) -> None:
         rec = self.card.files.get(self.path.name)
@@ -84,9 +93,11 @@ class OnnxModel:
             return
         digest = sha256_file(self.path)
         if digest != rec.sha256:
-            raise ModelLoadError(f"model file {self.path} does not match its card "
-                                 f"(sha256 {digest[:12]}… ≠ {rec.sha256[:12]}…): "
-                                 "corrupted or replaced")
+            raise ModelLoadError(
+                f"model file {self.path} does not match its card "
+                f"(sha256 {digest[:12]}… ≠ {rec.sha256[:12]}…): "
+                "corrupted or replaced"
+            )
 
     def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         """Outputs by name for a preprocessed float32 NHWC batch."""

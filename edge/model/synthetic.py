@@ -43,8 +43,9 @@ def _rng(rng_or_seed: np.random.Generator | int | Sequence[int]) -> np.random.Ge
     return np.random.default_rng(rng_or_seed)
 
 
-def _pose_grid(rng: np.random.Generator, size: int, free_rotation: bool
-               ) -> tuple[np.ndarray, np.ndarray, float]:
+def _pose_grid(
+    rng: np.random.Generator, size: int, free_rotation: bool
+) -> tuple[np.ndarray, np.ndarray, float]:
     """Part coordinates (u, v) of every pixel under a random rotation, shift and scale."""
     angle = rng.uniform(-np.pi, np.pi) if free_rotation else rng.uniform(-0.3, 0.3)
     scale = rng.uniform(0.92, 1.08)
@@ -83,9 +84,12 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     return _BG[None, None, :] + belt[..., None].astype(np.float32)
 
 
-def render_part(rng_or_seed: np.random.Generator | int | Sequence[int], part_type: str,
-                defect: str | None = None, size: int = DEFAULT_SIZE
-                ) -> tuple[Image.Image, dict[str, Any]]:
+def render_part(
+    rng_or_seed: np.random.Generator | int | Sequence[int],
+    part_type: str,
+    defect: str | None = None,
+    size: int = DEFAULT_SIZE,
+) -> tuple[Image.Image, dict[str, Any]]:
     """Render one part (RGB ``size``×``size``) with an optional defect; deterministic by seed.
 
     Returns the image and ``info``: part type, defect, defect area fraction of the image,
@@ -103,11 +107,20 @@ def render_part(rng_or_seed: np.random.Generator | int | Sequence[int], part_typ
     missing = defect == "missing"
     geo: PartGeometry = shape.draw(rng, u, v, size, missing=missing)
     rgb = _background(rng, size) * (1.0 - geo.mask[..., None]) + geo.rgb * geo.mask[..., None]
-    info: dict[str, Any] = {"part_type": part_type, "defect": defect, "area": 0.0,
-                            "contrast": 0.0, "center": None, "texture_std": geo.texture_std}
+    info: dict[str, Any] = {
+        "part_type": part_type,
+        "defect": defect,
+        "area": 0.0,
+        "contrast": 0.0,
+        "center": None,
+        "texture_std": geo.texture_std,
+    }
     if missing:
-        info.update(area=geo.missing_area / (size * size), contrast=geo.missing_contrast,
-                    center=geo.missing_center)
+        info.update(
+            area=geo.missing_area / (size * size),
+            contrast=geo.missing_contrast,
+            center=geo.missing_center,
+        )
     elif defect is not None:
         rgb, dinfo = sd.apply(rng, defect, rgb, geo.mask, geo.texture_std, size)
         info.update(dinfo)
@@ -123,17 +136,22 @@ def render_part(rng_or_seed: np.random.Generator | int | Sequence[int], part_typ
     return img, info
 
 
-def sample_label(rng: np.random.Generator, families: Sequence[str],
-                 defect_fraction: float) -> str:
+def sample_label(rng: np.random.Generator, families: Sequence[str], defect_fraction: float) -> str:
     if not families or rng.random() >= defect_fraction:
         return GOOD
     return str(families[int(rng.integers(len(families)))])
 
 
-def iter_samples(seed: int, n: int, *, size: int = DEFAULT_SIZE,
-                 part_types: Sequence[str] = PART_TYPES,
-                 families: Sequence[str] = DEFECT_FAMILIES,
-                 defect_fraction: float = 0.5, start: int = 0) -> Iterator[Sample]:
+def iter_samples(
+    seed: int,
+    n: int,
+    *,
+    size: int = DEFAULT_SIZE,
+    part_types: Sequence[str] = PART_TYPES,
+    families: Sequence[str] = DEFECT_FAMILIES,
+    defect_fraction: float = 0.5,
+    start: int = 0,
+) -> Iterator[Sample]:
     """``n`` labelled samples; sample ``i`` depends only on ``(seed, i)`` (seekable)."""
     for i in range(start, start + n):
         sub = (int(seed), int(i))
@@ -144,8 +162,9 @@ def iter_samples(seed: int, n: int, *, size: int = DEFAULT_SIZE,
         yield Sample(img, label, part, sub, info)
 
 
-def render_frame(seed: int, index: int, part_type: str, defect: str | None,
-                 size: int = DEFAULT_SIZE) -> Image.Image:
+def render_frame(
+    seed: int, index: int, part_type: str, defect: str | None, size: int = DEFAULT_SIZE
+) -> Image.Image:
     """One frame for a simulated camera (seed, frame index) — a thin convenience for the sim."""
     img, _ = render_part((int(seed), int(index)), part_type, defect, size)
     return img

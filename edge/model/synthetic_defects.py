@@ -10,8 +10,13 @@ import numpy as np
 Arr = np.ndarray
 FAMILIES: tuple[str, ...] = ("scratch", "dent", "crack", "missing", "stain", "discoloration")
 # Contrast (amplitude / texture std) range per family; "missing" is geometric (see parts).
-_CONTRAST = {"scratch": (0.8, 3.5), "dent": (0.8, 3.5), "crack": (1.2, 4.0),
-             "stain": (0.8, 3.0), "discoloration": (1.0, 3.0)}
+_CONTRAST = {
+    "scratch": (0.8, 3.5),
+    "dent": (0.8, 3.5),
+    "crack": (1.2, 4.0),
+    "stain": (0.8, 3.0),
+    "discoloration": (1.0, 3.0),
+}
 
 
 def _seg_dist(x: Arr, y: Arr, p: Arr, q: Arr) -> Arr:
@@ -20,8 +25,9 @@ def _seg_dist(x: Arr, y: Arr, p: Arr, q: Arr) -> Arr:
     return np.hypot(x - (p[0] + t * d[0]), y - (p[1] + t * d[1]))
 
 
-def _polyline(rng: np.random.Generator, start: Arr, n: int, step: tuple[float, float],
-              turn: float) -> list[Arr]:
+def _polyline(
+    rng: np.random.Generator, start: Arr, n: int, step: tuple[float, float], turn: float
+) -> list[Arr]:
     pts, heading = [start], rng.uniform(0, 2 * np.pi)
     for _ in range(n):
         heading += rng.uniform(-turn, turn)
@@ -86,8 +92,13 @@ def _discoloration(rng: np.random.Generator, x: Arr, y: Arr, s: float) -> tuple[
     return field.astype(np.float32), hue[int(rng.integers(3))].astype(np.float32)
 
 
-_DRAW = {"scratch": _scratch, "dent": _dent, "crack": _crack, "stain": _stain,
-         "discoloration": _discoloration}
+_DRAW = {
+    "scratch": _scratch,
+    "dent": _dent,
+    "crack": _crack,
+    "stain": _stain,
+    "discoloration": _discoloration,
+}
 
 
 def _location(rng: np.random.Generator, mask: Arr, margin: int) -> tuple[int, int]:
@@ -100,8 +111,9 @@ def _location(rng: np.random.Generator, mask: Arr, margin: int) -> tuple[int, in
     return int(ys[k]), int(xs[k])
 
 
-def apply(rng: np.random.Generator, family: str, rgb: Arr, mask: Arr, tex_std: float,
-          size: int) -> tuple[Arr, dict[str, Any]]:
+def apply(
+    rng: np.random.Generator, family: str, rgb: Arr, mask: Arr, tex_std: float, size: int
+) -> tuple[Arr, dict[str, Any]]:
     """Add one defect of ``family`` on the part (inside ``mask``); returns image and info."""
     s = size / 128.0
     cy, cx = _location(rng, mask, max(2, int(6 * s)))
@@ -114,5 +126,8 @@ def apply(rng: np.random.Generator, family: str, rgb: Arr, mask: Arr, tex_std: f
     out = rgb.copy()
     out[y0:y1, x0:x1] += (k * tex_std) * local[..., None] * tint[None, None, :]
     area = float(np.count_nonzero(np.abs(local) >= 0.25))
-    return out, {"area": area / (size * size), "contrast": float(k),
-                 "center": (float(cx), float(cy))}
+    return out, {
+        "area": area / (size * size),
+        "contrast": float(k),
+        "center": (float(cx), float(cy)),
+    }

@@ -61,11 +61,17 @@ def _texture(rng: np.random.Generator, u: Arr, v: Arr, cells: tuple[int, int]) -
     n = 129
     yy, xx = np.mgrid[0:n, 0:n].astype(np.float32) / (n - 1)
     fy, fx = yy * cells[1], xx * cells[0]
-    iy, ix = np.minimum(fy.astype(np.int32), cells[1] - 1), np.minimum(fx.astype(np.int32),
-                                                                       cells[0] - 1)
+    iy, ix = (
+        np.minimum(fy.astype(np.int32), cells[1] - 1),
+        np.minimum(fx.astype(np.int32), cells[0] - 1),
+    )
     dy, dx = fy - iy, fx - ix
-    sq = (coarse[iy, ix] * (1 - dx) * (1 - dy) + coarse[iy, ix + 1] * dx * (1 - dy)
-          + coarse[iy + 1, ix] * (1 - dx) * dy + coarse[iy + 1, ix + 1] * dx * dy)
+    sq = (
+        coarse[iy, ix] * (1 - dx) * (1 - dy)
+        + coarse[iy, ix + 1] * dx * (1 - dy)
+        + coarse[iy + 1, ix] * (1 - dx) * dy
+        + coarse[iy + 1, ix + 1] * dx * dy
+    )
     t = sample_field(sq, u, v)
     return (t - t.mean()) / (t.std() + 1e-6)
 
@@ -76,8 +82,9 @@ def _finish(rng: np.random.Generator, base: Arr, tex: Arr, amp: float, shade: Ar
     return (base[None, None, :] * shade[..., None] + lum[..., None]).astype(np.float32)
 
 
-def draw_washer(rng: np.random.Generator, u: Arr, v: Arr, size: int, *, missing: bool
-                ) -> PartGeometry:
+def draw_washer(
+    rng: np.random.Generator, u: Arr, v: Arr, size: int, *, missing: bool
+) -> PartGeometry:
     r = np.hypot(u, v)
     outer, inner = rng.uniform(0.76, 0.80), rng.uniform(0.30, 0.34)
     ring = np.maximum(r - outer, inner - r)
@@ -96,8 +103,9 @@ def draw_washer(rng: np.random.Generator, u: Arr, v: Arr, size: int, *, missing:
     return _missing(rgb, mask, cut, amp, 0.62 - 0.24)
 
 
-def draw_bracket(rng: np.random.Generator, u: Arr, v: Arr, size: int, *, missing: bool
-                 ) -> PartGeometry:
+def draw_bracket(
+    rng: np.random.Generator, u: Arr, v: Arr, size: int, *, missing: bool
+) -> PartGeometry:
     arm = np.minimum(box(u, v, 0.0, 0.5, 0.75, 0.25), box(u, v, -0.5, 0.0, 0.25, 0.75))
     holes = [(0.45, 0.5), (-0.5, 0.5), (-0.5, -0.45)]
     skip = int(rng.integers(len(holes))) if missing else -1
@@ -127,8 +135,7 @@ _COMPONENTS = [  # (cx, cy, half-w, half-h, rgb)
 ]
 
 
-def draw_pcb(rng: np.random.Generator, u: Arr, v: Arr, size: int, *, missing: bool
-             ) -> PartGeometry:
+def draw_pcb(rng: np.random.Generator, u: Arr, v: Arr, size: int, *, missing: bool) -> PartGeometry:
     board = box(u, v, 0.0, 0.0, 0.75, 0.75)
     for cx in (-0.65, 0.65):
         for cy in (-0.65, 0.65):

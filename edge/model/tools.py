@@ -35,8 +35,9 @@ def evaluate_model(model_dir: Path, data: Path | None, n_test: int) -> dict[str,
     res = ev.quality(out, test.labels, model.load_bank(), th, held)
     res["class_accuracy"] = ev.class_accuracy(out, test.labels, card.class_names)
     res["model"] = str(model.path)
-    other = model.path.parent / (cardmod.FP32_NAME if model.path.name == cardmod.INT8_NAME
-                                 else cardmod.INT8_NAME)
+    other = model.path.parent / (
+        cardmod.FP32_NAME if model.path.name == cardmod.INT8_NAME else cardmod.INT8_NAME
+    )
     if other.is_file():
         alt = OnnxModel(other)
         k = min(64, len(test))
@@ -46,8 +47,15 @@ def evaluate_model(model_dir: Path, data: Path | None, n_test: int) -> dict[str,
 
 
 def summary(res: dict[str, Any]) -> str:
-    keys = ("image_auroc", "novelty_auroc", "family_ari", "good_fpr", "head_auroc",
-            "novelty_image_auroc", "class_accuracy")
+    keys = (
+        "image_auroc",
+        "novelty_auroc",
+        "family_ari",
+        "good_fpr",
+        "head_auroc",
+        "novelty_image_auroc",
+        "class_accuracy",
+    )
     lines = [f"{k:22s} {res.get(k)}" for k in keys]
     lines += [f"recall {f:15s} {r:.3f}" for f, r in res.get("per_family_recall", {}).items()]
     return "\n".join(lines)
@@ -59,8 +67,9 @@ def export_model(model_dir: Path, weights: Path | None, out: Path) -> str:
     from edge.model.export import export_keras
 
     card = cardmod.load_card(model_dir)
-    mcfg = ModelConfig(input_size=card.input.size, class_names=card.class_names,
-                       patch_dim=card.patch_dim)
+    mcfg = ModelConfig(
+        input_size=card.input.size, class_names=card.class_names, patch_dim=card.patch_dim
+    )
     model = build_model(mcfg, weights or model_dir / KERAS_WEIGHTS)
     export_keras(model, out)
     return f"wrote {out}"
@@ -81,23 +90,42 @@ def quantize_model(model_dir: Path, n_test: int) -> dict[str, Any]:
     test = _test_set(card, None, n_test)
     bank = OnnxModel(fp32, verify=False).load_bank()
     th = (card.thresholds.defect, card.thresholds.novelty)
-    q = {p.name: ev.quality(ev.infer(OnnxModel(p, verify=False).run, test, spec), test.labels,
-                            bank, th, card.held_out_family) for p in (fp32, int8)}
+    q = {
+        p.name: ev.quality(
+            ev.infer(OnnxModel(p, verify=False).run, test, spec),
+            test.labels,
+            bank,
+            th,
+            card.held_out_family,
+        )
+        for p in (fp32, int8)
+    }
     drop = (q[fp32.name]["image_auroc"] or 0) - (q[int8.name]["image_auroc"] or 0)
     speedup = ips[int8.name] / ips[fp32.name]
     sub = test.subset(range(min(64, len(test))))
     outs = [ev.infer(OnnxModel(p, verify=False).run, sub, spec) for p in (fp32, int8)]
     par = ev.parity(outs[0], outs[1])
     kept, reason = keep_int8(speedup, drop, par["patch_features"]["cosine"])
-    info = {"kept": kept, "reason": reason, "parity": par, "fp32_images_per_s": ips[fp32.name],
-            "int8_images_per_s": ips[int8.name], "speedup": speedup, "auroc_drop": drop,
-            "image_auroc_fp32": q[fp32.name]["image_auroc"],
-            "image_auroc_int8": q[int8.name]["image_auroc"]}
+    info = {
+        "kept": kept,
+        "reason": reason,
+        "parity": par,
+        "fp32_images_per_s": ips[fp32.name],
+        "int8_images_per_s": ips[int8.name],
+        "speedup": speedup,
+        "auroc_drop": drop,
+        "image_auroc_fp32": q[fp32.name]["image_auroc"],
+        "image_auroc_int8": q[int8.name]["image_auroc"],
+    }
     if not kept:
         int8.unlink()
-    files = {p.name: cardmod.file_info(p) for p in sorted(model_dir.iterdir())
-             if p.is_file() and p.name != cardmod.CARD_NAME}
-    new = card.model_copy(update={"serve": int8.name if kept else fp32.name,
-                                  "quantization": info, "files": files})
+    files = {
+        p.name: cardmod.file_info(p)
+        for p in sorted(model_dir.iterdir())
+        if p.is_file() and p.name != cardmod.CARD_NAME
+    }
+    new = card.model_copy(
+        update={"serve": int8.name if kept else fp32.name, "quantization": info, "files": files}
+    )
     cardmod.save_card(new, model_dir / cardmod.CARD_NAME)
     return info

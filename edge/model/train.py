@@ -39,7 +39,7 @@ def calibrate_batchnorm(model: keras.Model, nominal: np.ndarray, batch: int = 32
     for k, s in enumerate(tqdm(starts, desc="calibrate batchnorm", unit="batch", leave=False)):
         for bn in bns:
             bn.momentum = k / (k + 1.0)  # running mean over the batches seen
-        backbone(nominal[s:s + batch], training=True)
+        backbone(nominal[s : s + batch], training=True)
     for bn in bns:
         bn.momentum = 0.99
         # Channels (nearly) dead on nominal frames would be divided by ~sqrt(epsilon) and
@@ -55,9 +55,8 @@ def fit_projection(model: keras.Model, nominal: np.ndarray, batch: int = 32) -> 
     tap = keras.Model(model.input, proj.input)
     s1 = s2 = None
     count = 0
-    for s in tqdm(range(0, len(nominal), batch), desc="fit projection", unit="batch",
-                  leave=False):
-        f = np.asarray(tap(nominal[s:s + batch], training=False), np.float64)
+    for s in tqdm(range(0, len(nominal), batch), desc="fit projection", unit="batch", leave=False):
+        f = np.asarray(tap(nominal[s : s + batch], training=False), np.float64)
         f = f.reshape(-1, f.shape[-1])
         s1 = f.sum(0) if s1 is None else s1 + f.sum(0)
         s2 = (f**2).sum(0) if s2 is None else s2 + (f**2).sum(0)
@@ -82,17 +81,24 @@ class _Bar(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
         logs = logs or {}
-        self.bar.set_postfix(loss=f"{logs.get('loss', 0):.3f}",
-                             val=f"{logs.get('val_loss', 0):.3f}")
+        self.bar.set_postfix(
+            loss=f"{logs.get('loss', 0):.3f}", val=f"{logs.get('val_loss', 0):.3f}"
+        )
         self.bar.update(1)
 
     def on_train_end(self, logs: dict[str, float] | None = None) -> None:
         self.bar.close()
 
 
-def train_heads(model: keras.Model, feats: np.ndarray, labels: np.ndarray,
-                val_feats: np.ndarray, val_labels: np.ndarray, class_names: Sequence[str],
-                cfg: TrainConfig) -> dict[str, list[float]]:
+def train_heads(
+    model: keras.Model,
+    feats: np.ndarray,
+    labels: np.ndarray,
+    val_feats: np.ndarray,
+    val_labels: np.ndarray,
+    class_names: Sequence[str],
+    cfg: TrainConfig,
+) -> dict[str, list[float]]:
     """Fit the heads on precomputed patch features; early stopping on the held-out split.
 
     Labels are class indices (0 = good). Loss: binary cross-entropy of the defect head plus
@@ -103,17 +109,33 @@ def train_heads(model: keras.Model, feats: np.ndarray, labels: np.ndarray,
     n_cls = len(class_names)
     steps = max(1, int(np.ceil(len(feats) / cfg.batch)))
     sched = keras.optimizers.schedules.CosineDecay(
-        initial_learning_rate=cfg.lr * 0.05, decay_steps=steps * cfg.epochs,
-        warmup_target=cfg.lr, warmup_steps=steps * cfg.warmup_epochs)
-    heads.compile(optimizer=keras.optimizers.Adam(sched),
-                  loss={"defect_score": "binary_crossentropy",
-                        "class_scores": "sparse_categorical_crossentropy"},
-                  loss_weights={"defect_score": 1.0, "class_scores": 1.0})
+        initial_learning_rate=cfg.lr * 0.05,
+        decay_steps=steps * cfg.epochs,
+        warmup_target=cfg.lr,
+        warmup_steps=steps * cfg.warmup_epochs,
+    )
+    heads.compile(
+        optimizer=keras.optimizers.Adam(sched),
+        loss={
+            "defect_score": "binary_crossentropy",
+            "class_scores": "sparse_categorical_crossentropy",
+        },
+        loss_weights={"defect_score": 1.0, "class_scores": 1.0},
+    )
     y = {"defect_score": (labels > 0).astype(np.float32), "class_scores": labels}
     yv = {"defect_score": (val_labels > 0).astype(np.float32), "class_scores": val_labels}
-    stop = keras.callbacks.EarlyStopping(patience=cfg.patience, restore_best_weights=True,
-                                         monitor="val_loss")
-    hist = heads.fit(feats, y, sample_weight=balanced_weights(labels, n_cls),
-                     validation_data=(val_feats, yv), epochs=cfg.epochs, batch_size=cfg.batch,
-                     shuffle=True, verbose=0, callbacks=[stop, _Bar(cfg.epochs)])
+    stop = keras.callbacks.EarlyStopping(
+        patience=cfg.patience, restore_best_weights=True, monitor="val_loss"
+    )
+    hist = heads.fit(
+        feats,
+        y,
+        sample_weight=balanced_weights(labels, n_cls),
+        validation_data=(val_feats, yv),
+        epochs=cfg.epochs,
+        batch_size=cfg.batch,
+        shuffle=True,
+        verbose=0,
+        callbacks=[stop, _Bar(cfg.epochs)],
+    )
     return {k: [float(x) for x in v] for k, v in hist.history.items()}

@@ -115,8 +115,10 @@ def _print_table(r: dict[str, Any]) -> None:
         f"dataset {r['dataset']} ({r['note']}): {r['n']} vectors of {r['dim']} dims, "
         f"{r['true_families']} true families"
     )
-    print(f"  families found     {r['families']}   refits {r['refits']}   ids issued "
-          f"{r['ids_issued']}   new-family alerts {r['new_family_alerts']}")
+    print(
+        f"  families found     {r['families']}   refits {r['refits']}   ids issued "
+        f"{r['ids_issued']}   new-family alerts {r['new_family_alerts']}"
+    )
     print(f"  ARI (as published) {r['ari']:.3f}   purity {r['purity']:.3f}")
     print(f"  ARI (final model)  {r['ari_final']:.3f}   purity {r['purity_final']:.3f}")
     print(
@@ -156,8 +158,12 @@ def run() -> int:
     transport.start()
     service.start()
     liveness.birth()
-    log.info("clustering %s up on %s; state %s", settings.cluster_id,
-             settings.summary()["mqtt_url"], settings.state_path)
+    log.info(
+        "clustering %s up on %s; state %s",
+        settings.cluster_id,
+        settings.summary()["mqtt_url"],
+        settings.state_path,
+    )
     try:
         _serve(service, liveness, stop)
     finally:

@@ -27,8 +27,16 @@ from services.clustering.reduce import Reducer
 NEAREST = 3  # prototypes (nearest in the reduced space) whose full distance is compared
 
 __all__ = [
-    "Assigned", "Change", "ClusterCore", "CoreConfig", "CurationError", "Event", "Family",
-    "Protos", "VectorRejected", "Window",
+    "Assigned",
+    "Change",
+    "ClusterCore",
+    "CoreConfig",
+    "CurationError",
+    "Event",
+    "Family",
+    "Protos",
+    "VectorRejected",
+    "Window",
 ]
 
 
@@ -221,8 +229,9 @@ class ClusterCore:
         self.next_refit = self.seen + min(max(self.seen // 4, cfg.warmup), cfg.refit_every)
         return changes
 
-    def set_model(self, reducer: Reducer, lam: float, soft_lam: float,
-                  mid_lam: float = math.inf) -> None:
+    def set_model(
+        self, reducer: Reducer, lam: float, soft_lam: float, mid_lam: float = math.inf
+    ) -> None:
         self.reducer, self.lam, self.soft_lam, self.mid_lam = reducer, lam, soft_lam, mid_lam
         self._sync_pz()
 

@@ -35,8 +35,9 @@ class Reducer:
         return out.astype(np.float32, copy=False)
 
 
-def fit_reducer(x: np.ndarray, n_components: int, *, standardize: bool, seed: int = 0,
-                max_rows: int = 256) -> Reducer:
+def fit_reducer(
+    x: np.ndarray, n_components: int, *, standardize: bool, seed: int = 0, max_rows: int = 256
+) -> Reducer:
     """Fit centring (or standardisation) on rows ``x`` and a PCA of at most ``n_components``
     on at most ``max_rows`` of them, evenly spaced (the PCA is what a refit spends most on)."""
     x = np.asarray(x, dtype=np.float32)

@@ -24,7 +24,11 @@ def refit(core: ClusterCore, ts: float) -> list[Change]:
     z = reducer.apply(x)
     before = [p.family[p.row(int(q))] for q in win.protos[rows]]
     labels = cluster_window(
-        z, cfg.method, seed=cfg.seed, max_k=cfg.max_k, min_members=cfg.min_members,
+        z,
+        cfg.method,
+        seed=cfg.seed,
+        max_k=cfg.max_k,
+        min_members=cfg.min_members,
         current=np.unique(np.array(before, dtype=object).astype(str), return_inverse=True)[1],
     )
     scaled = (x - reducer.mean) / reducer.scale

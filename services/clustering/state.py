@@ -91,8 +91,16 @@ def load(path: Path, config: CoreConfig | None = None) -> tuple[ClusterCore, dic
         raise StateError(f"{path}: state holds {dim}-d vectors, settings say {cfg.dim}")
     core = ClusterCore(cfg if dim is None or cfg.dim == dim else _with_dim(cfg, dim))
     core.families = {f["id"]: Family(**f) for f in meta["families"]}
-    names = ("next_family", "seen", "lam", "soft_lam", "mid_lam", "next_refit", "refits",
-             "last_refit")
+    names = (
+        "next_family",
+        "seen",
+        "lam",
+        "soft_lam",
+        "mid_lam",
+        "next_refit",
+        "refits",
+        "last_refit",
+    )
     for name in names:
         setattr(core, name, meta[name])
     core.suspects.extend(bool(s) for s in meta["suspects"])

@@ -37,13 +37,12 @@ def dataset(model_dir: Path, n: int = 500, seed: int = 7, late_from: float = 1 /
     images, labels = [], []
     for i in range(n):
         fams = known if i < start else DEFECT_FAMILIES
-        sample = next(iter_samples(seed, 1, families=fams,
-                                   defect_fraction=1.0, start=i))
+        sample = next(iter_samples(seed, 1, families=fams, defect_fraction=1.0, start=i))
         images.append(sample.image)
         labels.append(sample.label)
     vecs = []
     for s in range(0, n, BATCH):
-        outputs = model.run(preprocess_images(images[s:s + BATCH], model.input_spec))
+        outputs = model.run(preprocess_images(images[s : s + BATCH], model.input_spec))
         vecs.append(family_descriptor(outputs, bank))
     x = np.concatenate(vecs).astype(np.float16).astype(np.float32)  # as it travels
     note = f"model {model.path}; {late!r} (held out) from #{start}"

@@ -247,8 +247,9 @@ def make_room(st: State, s: int, only: set[int] | None = None) -> bool:
         for t in sorted(st.members[w], key=lambda t: -p.demand[t]):  # free the most room
             if p.pinned[t] or p.demand[t] + EPS < need:
                 continue
-            dest = [v for v in p.elig[t] if v != w and st.fits(t, v)
-                    and (only is None or v in only)]
+            dest = [
+                v for v in p.elig[t] if v != w and st.fits(t, v) and (only is None or v in only)
+            ]
             if not dest:
                 continue
             v = min(dest, key=lambda v: (not st.members[v], float(p.cost[v])))
@@ -274,8 +275,7 @@ def swap_room(st: State, s: int, only: set[int]) -> bool:
                 room_v = p.capf[v] - st.load[v] + EPS
                 for u in st.members[v]:
                     gain = p.demand[t] - p.demand[u]
-                    if (gain + EPS >= need and gain <= room_v and not p.pinned[u]
-                            and w in p.elig[u]):
+                    if gain + EPS >= need and gain <= room_v and not p.pinned[u] and w in p.elig[u]:
                         st.remove(t)
                         st.remove(u)
                         st.place(t, v)

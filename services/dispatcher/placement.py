@@ -170,8 +170,9 @@ def _plan(
     )
 
 
-def solve(inst: Instance, budget_ms: float | None = DEFAULT_BUDGET_MS, *,
-          milp_first: bool = False) -> Plan:
+def solve(
+    inst: Instance, budget_ms: float | None = DEFAULT_BUDGET_MS, *, milp_first: bool = False
+) -> Plan:
     """Best plan within ``budget_ms`` (None: no limit, exact).
 
     Greedy + local search runs first (at most 40 % of the budget); the MILP then gets what is
@@ -187,17 +188,20 @@ def solve(inst: Instance, budget_ms: float | None = DEFAULT_BUDGET_MS, *,
         return _plan(inst, greedy_local_search(inst, t0), t0, not inst.streams, "greedy+ls")
     first: MilpResult | None = None
     if milp_first:
-        first = solve_milp(inst, _milp_limit(budget_ms, 0.6 * budget_ms if budget_ms else 0,
-                                             n_pairs, t0))
+        first = solve_milp(
+            inst, _milp_limit(budget_ms, 0.6 * budget_ms if budget_ms else 0, n_pairs, t0)
+        )
         if first.optimal and first.assignment is not None:
             return _plan(inst, first.assignment, t0, True, "milp")
     share = HEURISTIC_SHARE * (budget_ms if budget_ms is not None else 250.0)
-    best = greedy_local_search(inst, deadline=max(t0 + share / 1000.0, time.perf_counter()
-                                                  + 0.005))
+    best = greedy_local_search(inst, deadline=max(t0 + share / 1000.0, time.perf_counter() + 0.005))
     method, optimal = "greedy+ls", False
     limit = _milp_limit(budget_ms, budget_ms or 0, n_pairs, t0)
-    res = first if first is not None else (
-        solve_milp(inst, limit) if limit is None or limit > 0 else None)
+    res = (
+        first
+        if first is not None
+        else (solve_milp(inst, limit) if limit is None or limit > 0 else None)
+    )
     if res is not None:
         if res.assignment is not None and (
             objective(inst, res.assignment) <= objective(inst, best) + 1e-9
@@ -207,8 +211,7 @@ def solve(inst: Instance, budget_ms: float | None = DEFAULT_BUDGET_MS, *,
     return _plan(inst, best, t0, optimal, method)
 
 
-def _milp_limit(budget_ms: float | None, until_ms: float, n_pairs: int,
-                t0: float) -> float | None:
+def _milp_limit(budget_ms: float | None, until_ms: float, n_pairs: int, t0: float) -> float | None:
     """HiGHS's time limit (s) so that it is done by ``until_ms`` after ``t0``, keeping a safety
     share of the budget and its size-dependent set-up time; None when there is no budget."""
     if budget_ms is None:
@@ -230,8 +233,11 @@ def repair(inst: Instance, budget_ms: float | None = DEFAULT_BUDGET_MS) -> Plan:
     keep, reduced = _orphan_instance(inst)
     part = solve(reduced, None if budget_ms is None else 0.4 * budget_ms)
     plan = {**keep, **part.assignment}
-    placeable = [s for s in part.unplaced if any(eligible(x, w) for x in inst.streams
-                                                 if x.id == s for w in inst.live_workers)]
+    placeable = [
+        s
+        for s in part.unplaced
+        if any(eligible(x, w) for x in inst.streams if x.id == s for w in inst.live_workers)
+    ]
     optimal = part.optimal
     if placeable:
         spent = (time.perf_counter() - t0) * 1000.0
@@ -258,11 +264,15 @@ def _orphan_instance(inst: Instance) -> tuple[dict[str, str], Instance]:
             keep = {s: w for s, w in keep.items() if w != wid}
             load[wid] = 0.0
     workers = tuple(
-        replace(w, capacity_fps=max(w.capacity_fps - load.get(w.id, 0.0) / inst.target_util,
-                                    0.0),
-                cost_per_hour=0.0 if load.get(w.id, 0.0) > 0 else w.cost_per_hour)
-        for w in inst.live_workers)
+        replace(
+            w,
+            capacity_fps=max(w.capacity_fps - load.get(w.id, 0.0) / inst.target_util, 0.0),
+            cost_per_hour=0.0 if load.get(w.id, 0.0) > 0 else w.cost_per_hour,
+        )
+        for w in inst.live_workers
+    )
     orphans = tuple(s for s in inst.streams if s.id not in keep)
     current = {s: w for s, w in inst.current.items() if s not in keep}
-    return keep, replace(inst, workers=workers, streams=orphans, current=current,
-                         pinned=frozenset())
+    return keep, replace(
+        inst, workers=workers, streams=orphans, current=current, pinned=frozenset()
+    )

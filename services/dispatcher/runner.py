@@ -34,8 +34,7 @@ def run_forever(dispatcher_id: str | None = None) -> int:
     try:
         lock, store = _sql(settings)
     except Exception as exc:  # SchemaBehind, unreachable DB: say so and exit non-zero
-        print(f"linewatch dispatch: database {redact_url(settings.db_url)}: {exc}",
-              file=sys.stderr)
+        print(f"linewatch dispatch: database {redact_url(settings.db_url)}: {exc}", file=sys.stderr)
         return 2
     d = Dispatcher(settings, transport, liveness=liveness, lock=lock, store=store)
     done = threading.Event()

@@ -144,8 +144,11 @@ class Dispatcher:
 
     def _on_status(self, msg: Inbound) -> None:
         st = self._decode(msg)
-        if (isinstance(st, WorkerStatus) and st.role == "edge"
-                and st.worker.startswith(self.s.worker_prefix)):
+        if (
+            isinstance(st, WorkerStatus)
+            and st.role == "edge"
+            and st.worker.startswith(self.s.worker_prefix)
+        ):
             with self._lock:
                 self._apply_status(st, self._clock())
         msg.ack()

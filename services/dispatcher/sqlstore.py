@@ -32,14 +32,23 @@ class SqlAssignments:
         with self.engine.connect() as conn:
             return repo.latest_assignments(conn)
 
-    def record(self, assignments: list[Assignment], decision: DispatchDecision,
-               reason: str) -> None:
+    def record(
+        self, assignments: list[Assignment], decision: DispatchDecision, reason: str
+    ) -> None:
         """One transaction: the changed assignments and the decision (both idempotent)."""
         with self.engine.begin() as conn:
             for a in assignments:
-                repo.record_assignment(conn, a.worker, a.epoch, a.streams, reason,
-                                       decision.cost_after, a.ts, rates=a.rates,
-                                       dispatcher=a.dispatcher)
+                repo.record_assignment(
+                    conn,
+                    a.worker,
+                    a.epoch,
+                    a.streams,
+                    reason,
+                    decision.cost_after,
+                    a.ts,
+                    rates=a.rates,
+                    dispatcher=a.dispatcher,
+                )
             repo.record_decision(conn, decision)
 
     def close(self) -> None:
@@ -50,6 +59,7 @@ def open_sql(settings: DispatchSettings) -> tuple[Leadership, SqlAssignments]:
     """Leader lease (advisory lock on Postgres, lease row on SQLite) and the record store."""
     store = SqlAssignments(settings.db_url)
     store.check()
-    lock = Leadership(settings.db_url, settings.lease_name, settings.dispatcher_id,
-                      settings.lease_ttl_s)
+    lock = Leadership(
+        settings.db_url, settings.lease_name, settings.dispatcher_id, settings.lease_ttl_s
+    )
     return lock, store

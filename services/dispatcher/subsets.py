@@ -23,8 +23,10 @@ def unions(base: set[frozenset[int]], limit: int = 64) -> list[frozenset[int]]:
 def _pack(p: h.Problem, subset: set[int]) -> h.State | None:
     """Pack every stream on ``subset``: most constrained first, then largest first (best fit,
     current worker preferred, ejections and 2-exchanges when stuck); None if both fail."""
-    by_choice = sorted(range(len(p.streams)), key=lambda s: (
-        sum(1 for w in p.elig[s] if w in subset), -p.demand[s]))
+    by_choice = sorted(
+        range(len(p.streams)),
+        key=lambda s: (sum(1 for w in p.elig[s] if w in subset), -p.demand[s]),
+    )
     by_size = sorted(range(len(p.streams)), key=lambda s: -p.demand[s])
     for order in (by_choice, by_size):
         st = _pack_order(p, subset, order)
@@ -56,17 +58,21 @@ def subset_first(p: h.Problem, deadline: float, max_rounds: int = 12) -> h.State
     n = len(p.workers)
     sets = unions({frozenset(e) for e in p.elig})
     cover = np.array([[p.capf[w] if w in e else 0.0 for w in range(n)] for e in sets])
-    need = np.array([sum(float(p.demand[s]) for s, es in enumerate(p.elig) if set(es) <= e)
-                     for e in sets])
+    need = np.array(
+        [sum(float(p.demand[s]) for s, es in enumerate(p.elig) if set(es) <= e) for e in sets]
+    )
     rows, lo = [cover], [need - 1e-9]
     for _ in range(max_rounds):
         left = deadline - time.perf_counter()
         if left <= 0.003:
             return None
-        res = milp(p.cost, constraints=[LinearConstraint(np.vstack(rows),
-                                                         np.concatenate(lo), np.inf)],
-                   integrality=np.ones(n), bounds=Bounds(0, 1),
-                   options={"disp": False, "time_limit": left})
+        res = milp(
+            p.cost,
+            constraints=[LinearConstraint(np.vstack(rows), np.concatenate(lo), np.inf)],
+            integrality=np.ones(n),
+            bounds=Bounds(0, 1),
+            options={"disp": False, "time_limit": left},
+        )
         if res.x is None or res.status != 0:
             return None
         chosen = {w for w in range(n) if res.x[w] > 0.5}
@@ -77,5 +83,3 @@ def subset_first(p: h.Problem, deadline: float, max_rounds: int = 12) -> h.State
         rows.append(cut[None, :])  # Σ_{w∉S} y_w − Σ_{w∈S} y_w ≥ 1 − |S|: not exactly S
         lo.append(np.array([1.0 - len(chosen)]))
     return None
-
-

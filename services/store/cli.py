@@ -104,9 +104,12 @@ def run(settings: StoreSettings, engine: Engine, *, stats_json: bool = False) ->
     liveness.birth()
     log.info("store writer %s running: %s", name, settings.summary())
     if settings.retention_interval_s > 0:
-        threading.Thread(target=_retention_loop, name="store-retention", daemon=True,
-                         args=(Retention(engine, settings), stop,
-                               settings.retention_interval_s)).start()
+        threading.Thread(
+            target=_retention_loop,
+            name="store-retention",
+            daemon=True,
+            args=(Retention(engine, settings), stop, settings.retention_interval_s),
+        ).start()
     while not stop.wait(settings.keepalive_s):
         st = writer.stats()
         liveness.heartbeat(queue_depth=st.get("pending", 0))

@@ -78,8 +78,10 @@ def _copy_insert_ignore(conn: Connection, table: Table, key: str, rows: Sequence
         with cur.copy(f"COPY {stage} ({names}) FROM STDIN") as copy:
             for r in rows:
                 copy.write_row([r.get(c.name) for c in cols])
-        cur.execute(f'INSERT INTO "{table.name}" ({names}) SELECT {names} FROM {stage} '
-                    f'ORDER BY "{key}" ON CONFLICT ("{key}") DO NOTHING')
+        cur.execute(
+            f'INSERT INTO "{table.name}" ({names}) SELECT {names} FROM {stage} '
+            f'ORDER BY "{key}" ON CONFLICT ("{key}") DO NOTHING'
+        )
 
 
 def _latest_per_key(rows: Iterable[Row], key: str, order: str) -> list[Row]:

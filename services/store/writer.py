@@ -348,12 +348,17 @@ class StoreWriter:
                 if not is_transient(exc):
                     return self._not_transient(exc, batch, isolate)
                 self._count(db_errors=1)
-                log.warning("database write failed (%s: %s); batch of %d kept unacked, "
-                            "retry in %.1fs", type(exc).__name__,
-                            str(exc).splitlines()[0][:200], len(batch), delay)
+                log.warning(
+                    "database write failed (%s: %s); batch of %d kept unacked, retry in %.1fs",
+                    type(exc).__name__,
+                    str(exc).splitlines()[0][:200],
+                    len(batch),
+                    delay,
+                )
             if self._stop.wait(delay):
-                log.warning("stopping during a database outage; %d messages left unacked",
-                            len(batch))
+                log.warning(
+                    "stopping during a database outage; %d messages left unacked", len(batch)
+                )
                 return False
             delay = min(delay * 2, self.backoff_max_s)
             self.engine.dispose()  # reconnect with fresh connections
@@ -361,13 +366,20 @@ class StoreWriter:
     def _not_transient(self, exc: Exception, batch: list[Item], isolate: bool) -> bool:
         self._count(batch_errors=1)
         if isolate:
-            log.error("batch of %d failed (%s); writing its messages one by one", len(batch),
-                      type(exc).__name__)
+            log.error(
+                "batch of %d failed (%s); writing its messages one by one",
+                len(batch),
+                type(exc).__name__,
+            )
             return self._write_isolated(batch)
         # even the dead letter cannot be stored: ack, so one poison message never blocks all
         self._count(unstorable=len(batch))
-        log.critical("dead letter of %d message(s) cannot be stored (%s: %s); acked",
-                     len(batch), type(exc).__name__, str(exc)[:200])
+        log.critical(
+            "dead letter of %d message(s) cannot be stored (%s: %s); acked",
+            len(batch),
+            type(exc).__name__,
+            str(exc)[:200],
+        )
         return True
 
     def _write_isolated(self, batch: list[Item]) -> bool:
@@ -383,9 +395,19 @@ class StoreWriter:
                 detail = f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
             self._count(store_errors=1)
             log.error("message on %s cannot be stored: %s", item.inbound.topic[:200], detail)
-            dl = Prepared(rows={"dead_letters": [store_dead_letter(
-                item.planned.key or item.inbound.receipt, item.inbound.topic, "store_error",
-                detail, item.inbound.payload)]})
+            dl = Prepared(
+                rows={
+                    "dead_letters": [
+                        store_dead_letter(
+                            item.planned.key or item.inbound.receipt,
+                            item.inbound.topic,
+                            "store_error",
+                            detail,
+                            item.inbound.payload,
+                        )
+                    ]
+                }
+            )
             if not self._write_with_retry(dl, [item], isolate=False):
                 return False
         return True

@@ -34,8 +34,11 @@ def png_header(width: int, height: int) -> bytes:
 def small_png(width: int = 8, height: int = 6) -> bytes:
     """A complete, valid PNG written by hand (no Pillow needed)."""
     raw = b"".join(b"\x00" + bytes(3 * width) for _ in range(height))
-    return (png_header(width, height) + _png_chunk(b"IDAT", zlib.compress(raw))
-            + _png_chunk(b"IEND", b""))
+    return (
+        png_header(width, height)
+        + _png_chunk(b"IDAT", zlib.compress(raw))
+        + _png_chunk(b"IEND", b"")
+    )
 
 
 def small_jpeg() -> bytes:
@@ -51,18 +54,31 @@ def small_jpeg() -> bytes:
 
 def _verdict(**override: object) -> bytes:
     body: dict[str, object] = {
-        "stream": "corpus/line1/st1/camera/cam1", "key": "corpus/line1/st1/camera/cam1#0:1",
-        "seq": 1, "epoch": 0, "worker": "w1", "received_at": "2026-01-01T00:00:00Z",
-        "decided_at": "2026-01-01T00:00:00.010Z", "verdict": "ok", "defect_score": 0.1,
-        "novelty_score": 0.2, "predicted_class": "good", "model_version": "m1",
-        "latency_ms": 3.5}
+        "stream": "corpus/line1/st1/camera/cam1",
+        "key": "corpus/line1/st1/camera/cam1#0:1",
+        "seq": 1,
+        "epoch": 0,
+        "worker": "w1",
+        "received_at": "2026-01-01T00:00:00Z",
+        "decided_at": "2026-01-01T00:00:00.010Z",
+        "verdict": "ok",
+        "defect_score": 0.1,
+        "novelty_score": 0.2,
+        "predicted_class": "good",
+        "model_version": "m1",
+        "latency_ms": 3.5,
+    }
     body.update(override)
     return json.dumps(body).encode()
 
 
 def _envelope(image: bytes, encoding: str = "jpeg", **extra: object) -> bytes:
-    env = {"seq": 7, "ts": "2026-01-01T00:00:00Z", "encoding": encoding,
-           "image": base64.b64encode(image).decode()}
+    env = {
+        "seq": 7,
+        "ts": "2026-01-01T00:00:00Z",
+        "encoding": encoding,
+        "image": base64.b64encode(image).decode(),
+    }
     env.update(extra)
     return json.dumps(env).encode()
 
@@ -83,41 +99,84 @@ def cases() -> list[tuple[str, str, str, str, bytes]]:
         ("truncated_verdict.json", v, "output", "bad_json", _verdict()[:-20]),
         ("nan_sensor.json", s, "input", "json_nan", b'{"value": NaN}'),
         ("neg_infinity_sensor.json", s, "input", "json_nan", b'{"value": -Infinity}'),
-        ("infinity_verdict.json", v, "output", "json_nan",
-         _verdict().replace(b'"defect_score": 0.1', b'"defect_score": Infinity')),
+        (
+            "infinity_verdict.json",
+            v,
+            "output",
+            "json_nan",
+            _verdict().replace(b'"defect_score": 0.1', b'"defect_score": Infinity'),
+        ),
         ("nan_text.txt", s, "input", "bad_value", b"nan"),
         ("overflow_text.txt", s, "input", "bad_value", b"1e999"),
         ("overflow_sensor.json", s, "input", "bad_value", b'{"value": 1e999}'),
         ("deep_100k.json", s, "input", "json_too_deep", deep),
-        ("deep_33_envelope.json", f, "input", "json_too_deep",
-         b'{"seq":1,"x":' + b"[" * 33 + b"]" * 33 + b"}"),
-        ("digits_5000_int.json", s, "input", "json_number_too_large",
-         b'{"value": ' + digits + b"}"),
-        ("digits_5000_float.json", s, "input", "json_number_too_large",
-         b'{"value": 0.' + digits + b"}"),
+        (
+            "deep_33_envelope.json",
+            f,
+            "input",
+            "json_too_deep",
+            b'{"seq":1,"x":' + b"[" * 33 + b"]" * 33 + b"}",
+        ),
+        (
+            "digits_5000_int.json",
+            s,
+            "input",
+            "json_number_too_large",
+            b'{"value": ' + digits + b"}",
+        ),
+        (
+            "digits_5000_float.json",
+            s,
+            "input",
+            "json_number_too_large",
+            b'{"value": 0.' + digits + b"}",
+        ),
         ("digits_5000_text.txt", s, "input", "json_number_too_large", digits),
-        ("digits_5000_seq_envelope.json", f, "input", "json_number_too_large",
-         _envelope(jpg).replace(b'"seq": 7', b'"seq": ' + digits)),
-        ("duplicate_key_sensor.json", s, "input", "json_duplicate_key",
-         b'{"value": 1.0, "value": 2.0}'),
-        ("duplicate_key_verdict.json", v, "output", "json_duplicate_key",
-         _verdict()[:-1] + b', "verdict": "defect"}'),
+        (
+            "digits_5000_seq_envelope.json",
+            f,
+            "input",
+            "json_number_too_large",
+            _envelope(jpg).replace(b'"seq": 7', b'"seq": ' + digits),
+        ),
+        (
+            "duplicate_key_sensor.json",
+            s,
+            "input",
+            "json_duplicate_key",
+            b'{"value": 1.0, "value": 2.0}',
+        ),
+        (
+            "duplicate_key_verdict.json",
+            v,
+            "output",
+            "json_duplicate_key",
+            _verdict()[:-1] + b', "verdict": "defect"}',
+        ),
         ("invalid_utf8_sensor.json", s, "input", "bad_utf8", b'{"value": 1, "unit": "\xff\xfe"}'),
         ("invalid_utf8_text.txt", s, "input", "bad_utf8", b"23.5\xc3"),
-        ("overlong_utf8_verdict.json", v, "output", "bad_utf8",
-         _verdict(predicted_class="x").replace(b'"x"', b'"\xc0\xaf"')),
+        (
+            "overlong_utf8_verdict.json",
+            v,
+            "output",
+            "bad_utf8",
+            _verdict(predicted_class="x").replace(b'"x"', b'"\xc0\xaf"'),
+        ),
         ("lone_surrogate_sensor.json", s, "input", "bad_utf8", b'{"value": 1, "unit": "\\ud800"}'),
-        ("nul_escape_verdict.json", v, "output", "bad_json",
-         _verdict(predicted_class="a\x00b")),
+        ("nul_escape_verdict.json", v, "output", "bad_json", _verdict(predicted_class="a\x00b")),
         ("truncated.jpg", f, "input", "image_truncated", jpg[: len(jpg) // 2]),
         ("truncated_header.jpg", f, "input", "image_truncated", jpg[:120]),
         ("no_eoi.jpg", f, "input", "image_truncated", jpg[:-2]),
-        ("truncated_envelope_image.json", f, "input", "image_truncated",
-         _envelope(jpg[: len(jpg) - 100])),
+        (
+            "truncated_envelope_image.json",
+            f,
+            "input",
+            "image_truncated",
+            _envelope(jpg[: len(jpg) - 100]),
+        ),
         ("truncated.png", f, "input", "image_truncated", png[:-12]),
         ("png_50000x50000.png", f, "input", "image_too_large", bomb),
-        ("png_50000x50000_envelope.json", f, "input", "image_too_large",
-         _envelope(bomb, "png")),
+        ("png_50000x50000_envelope.json", f, "input", "image_too_large", _envelope(bomb, "png")),
         ("not_an_image.bin", f, "input", "bad_image", b"hello, this is not an image"),
         ("gif.gif", f, "input", "unsupported_encoding", b"GIF89a\x01\x00\x01\x00\x00\x00\x00;"),
         ("envelope_bad_base64.json", f, "input", "bad_schema", _envelope(jpg)[:-3] + b'!!"}'),
@@ -125,15 +184,35 @@ def cases() -> list[tuple[str, str, str, str, bytes]]:
         ("envelope_gif.json", f, "input", "unsupported_encoding", _envelope(jpg, "gif")),
         ("bool_sensor.json", s, "input", "bad_schema", b'{"value": true}'),
         ("missing_value_sensor.json", s, "input", "bad_schema", b'{"unit": "C"}'),
-        ("ts_1999_sensor.json", s, "input", "bad_value",
-         b'{"value": 1, "ts": "1999-12-31T23:59:59Z"}'),
+        (
+            "ts_1999_sensor.json",
+            s,
+            "input",
+            "bad_value",
+            b'{"value": 1, "ts": "1999-12-31T23:59:59Z"}',
+        ),
         ("ts_seconds_sensor.json", s, "input", "bad_value", b'{"value": 1, "ts": 1767225600}'),
-        ("ts_naive_sensor.json", s, "input", "bad_schema",
-         b'{"value": 1, "ts": "2026-01-01T00:00:00"}'),
-        ("verdict_missing_field.json", v, "output", "bad_schema", _verdict()[:-1].replace(
-            b', "latency_ms": 3.5', b"") + b"}"),
-        ("verdict_wrong_stream.json", v, "output", "topic_mismatch",
-         _verdict(stream="corpus/line1/st1/camera/cam2")),
+        (
+            "ts_naive_sensor.json",
+            s,
+            "input",
+            "bad_schema",
+            b'{"value": 1, "ts": "2026-01-01T00:00:00"}',
+        ),
+        (
+            "verdict_missing_field.json",
+            v,
+            "output",
+            "bad_schema",
+            _verdict()[:-1].replace(b', "latency_ms": 3.5', b"") + b"}",
+        ),
+        (
+            "verdict_wrong_stream.json",
+            v,
+            "output",
+            "topic_mismatch",
+            _verdict(stream="corpus/line1/st1/camera/cam2"),
+        ),
     ]
 
 
@@ -185,8 +264,9 @@ def main() -> int:
         files[name] = {"topic": topic, "decoder": decoder, "reason": reason}
     manifest["files"] = files
     manifest["bad_topics"] = [{"topic": t, "file": f, "reason": r} for t, f, r in BAD_TOPICS]
-    manifest["generated"] = [{"name": n, "topic": t, "decoder": d, "reason": r}
-                             for n, t, d, r in GENERATED]
+    manifest["generated"] = [
+        {"name": n, "topic": t, "decoder": d, "reason": r} for n, t, d, r in GENERATED
+    ]
     (BAD / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
     print(f"wrote {len(files)} files and manifest.json to {BAD}", file=sys.stderr)
     return 0

@@ -128,13 +128,22 @@ class Stack:
         self.site = f"t{uuid.uuid4().hex[:10]}"
         self.db, self.tmp, self.model = tmp / "history.db", tmp, model
         self.cams = [StreamRef.camera(self.site, "L1", "st1", f"c{i}") for i in range(3)]
-        self.env = {"LINEWATCH_MQTT_URL": url, "LINEWATCH_DB_URL": f"sqlite:///{self.db}",
-                    "LINEWATCH_DATA_DIR": str(tmp), "LINEWATCH_STORE_NAME": self.site,
-                    "LINEWATCH_STORE_SITE": self.site, "LINEWATCH_KEEPALIVE_S": str(KEEPALIVE)}
+        self.env = {
+            "LINEWATCH_MQTT_URL": url,
+            "LINEWATCH_DB_URL": f"sqlite:///{self.db}",
+            "LINEWATCH_DATA_DIR": str(tmp),
+            "LINEWATCH_STORE_NAME": self.site,
+            "LINEWATCH_STORE_SITE": self.site,
+            "LINEWATCH_KEEPALIVE_S": str(KEEPALIVE),
+        }
         self.dispatch_env = {
-            **self.env, "LINEWATCH_WORKER_PREFIX": self.site, "LINEWATCH_REBALANCE_S": "0",
-            "LINEWATCH_OBSERVE_RATES": "false", "LINEWATCH_DEFAULT_CAPACITY_FPS": "40",
-            "LINEWATCH_STREAMS": json.dumps([{"id": c.key, "fps": FPS} for c in self.cams])}
+            **self.env,
+            "LINEWATCH_WORKER_PREFIX": self.site,
+            "LINEWATCH_REBALANCE_S": "0",
+            "LINEWATCH_OBSERVE_RATES": "false",
+            "LINEWATCH_DEFAULT_CAPACITY_FPS": "40",
+            "LINEWATCH_STREAMS": json.dumps([{"id": c.key, "fps": FPS} for c in self.cams]),
+        }
         self.procs: dict[str, Proc] = {}
         self.fleet = Fleet(url, self.site)
 
@@ -146,18 +155,24 @@ class Stack:
             self.start_edge(f"{self.site}E{i}", cost)
         for i in range(dispatchers):
             self.start_dispatcher(f"{self.site}D{i}")
-        wait_for(lambda: len(self.fleet.owner()) == len(self.cams), 120, 0.1,
-                 what="every camera assigned")
+        wait_for(
+            lambda: len(self.fleet.owner()) == len(self.cams),
+            120,
+            0.1,
+            what="every camera assigned",
+        )
         return self
 
     def start_edge(self, wid: str, cost: float) -> None:
         env = {**self.env, "LINEWATCH_COST_PER_HOUR": str(cost)}
-        self.procs[wid] = Proc(wid, ["edge", "--id", wid, "--model-dir", str(self.model)],
-                               env, self.tmp).start()
+        self.procs[wid] = Proc(
+            wid, ["edge", "--id", wid, "--model-dir", str(self.model)], env, self.tmp
+        ).start()
 
     def start_dispatcher(self, did: str) -> None:
-        self.procs[did] = Proc(did, ["dispatch", "run", "--id", did], self.dispatch_env,
-                               self.tmp).start()
+        self.procs[did] = Proc(
+            did, ["dispatch", "run", "--id", did], self.dispatch_env, self.tmp
+        ).start()
 
     def stop(self) -> None:
         for p in self.procs.values():
@@ -176,8 +191,9 @@ class Camera(threading.Thread):
     def __init__(self, stack: Stack, images: list[bytes]) -> None:
         super().__init__(daemon=True)
         self.stack, self.images = stack, images
-        self.t = MqttTransport(stack.env["LINEWATCH_MQTT_URL"], f"cam-{stack.site}",
-                               clean_start=True)
+        self.t = MqttTransport(
+            stack.env["LINEWATCH_MQTT_URL"], f"cam-{stack.site}", clean_start=True
+        )
         self.published: dict[str, dict[str, int | None]] = {c.key: {} for c in stack.cams}
         self.halt = threading.Event()
 
@@ -186,8 +202,11 @@ class Camera(threading.Thread):
         seq = 0
         while not self.halt.is_set():
             for c in self.stack.cams:
-                self.t.publish(frame_topic(c), self.images[seq % len(self.images)],
-                               properties={"seq": str(seq)}).wait(10)
+                self.t.publish(
+                    frame_topic(c),
+                    self.images[seq % len(self.images)],
+                    properties={"seq": str(seq)},
+                ).wait(10)
                 self.published[c.key][f"{c.key}#0:{seq}"] = seq
             seq += 1
             self.halt.wait(1.0 / FPS)  # pacing the publisher, not waiting on state
@@ -200,8 +219,9 @@ def model() -> Path:
 
 
 @pytest.fixture()
-def stack(mosquitto_url: str, model: Path, tmp_path: Path,
-          request: pytest.FixtureRequest) -> Iterator[Stack]:
+def stack(
+    mosquitto_url: str, model: Path, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Stack]:
     s = Stack(mosquitto_url, model, tmp_path)
     try:
         yield s.start(dispatchers=getattr(request, "param", 1))
@@ -214,8 +234,9 @@ def stack(mosquitto_url: str, model: Path, tmp_path: Path,
 
 def _serving(stack: Stack, t: float) -> bool:
     owner = stack.fleet.owner()
-    return all(stack.fleet.served_after(c.key, t, exclude="") for c in stack.cams) and \
-        len(owner) == len(stack.cams)
+    return all(stack.fleet.served_after(c.key, t, exclude="") for c in stack.cams) and len(
+        owner
+    ) == len(stack.cams)
 
 
 def _history(stack: Stack, cam: Camera, want_complete: bool) -> list[dict[str, int]]:
@@ -226,14 +247,20 @@ def _history(stack: Stack, cam: Camera, want_complete: bool) -> list[dict[str, i
         last: dict[str, int] = {}
 
         def accounted(key: str = c.key, last: dict[str, int] = last) -> dict[str, int] | None:
-            stored = [r[0] for r in query(stack.db, "SELECT frame_key FROM frames "
-                                          "WHERE stream = ?", key)]
-            gaps = query(stack.db, "SELECT gap_key, from_seq, to_seq, reason FROM gaps "
-                         "WHERE stream = ?", key)
+            stored = [
+                r[0] for r in query(stack.db, "SELECT frame_key FROM frames WHERE stream = ?", key)
+            ]
+            gaps = query(
+                stack.db, "SELECT gap_key, from_seq, to_seq, reason FROM gaps WHERE stream = ?", key
+            )
             last.update(history_check(cam.published[key], stored, gaps, key))
-            done = last["lost"] == 0 if want_complete else (
-                last["stored"] + last["gapped"] + 5 >= last["published"])
+            done = (
+                last["lost"] == 0
+                if want_complete
+                else (last["stored"] + last["gapped"] + 5 >= last["published"])
+            )
             return dict(last) if done else None
+
         try:
             out.append(wait_for(accounted, 120, 0.5, what=f"frames of {c.key} accounted"))
         except AssertionError as exc:
@@ -262,8 +289,12 @@ def _kill_during_traffic(stack: Stack) -> Camera:
         stack.procs[victim].kill()
         bound = 1.5 * KEEPALIVE + 2
         for s in orphans:
-            when = wait_for(lambda s=s: stack.fleet.served_after(s, t0, victim), bound + 10,
-                            0.05, what=f"{s} served elsewhere")
+            when = wait_for(
+                lambda s=s: stack.fleet.served_after(s, t0, victim),
+                bound + 10,
+                0.05,
+                what=f"{s} served elsewhere",
+            )
             assert when - t0 <= bound, f"{s} moved after {when - t0:.2f}s > {bound}s"
             print(json.dumps({"stream": s, "served_elsewhere_after_s": round(when - t0, 3)}))
         wait_for(lambda: all(len(v) > 40 for v in cam.published.values()), 60)
@@ -294,8 +325,12 @@ def test_sigstop_zombie_is_fenced(stack: Stack) -> None:
         t0 = time.monotonic()
         os.kill(stack.procs[victim].pid, signal.SIGSTOP)
         for s in orphans:
-            wait_for(lambda s=s: stack.fleet.served_after(s, t0, victim), 30, 0.05,
-                     what=f"{s} served elsewhere while {victim} is stopped")
+            wait_for(
+                lambda s=s: stack.fleet.served_after(s, t0, victim),
+                30,
+                0.05,
+                what=f"{s} served elsewhere while {victim} is stopped",
+            )
         assert stack.fleet.assign[victim].epoch > old_epoch
         assert stack.fleet.assign[victim].streams == ()
         t_cont = time.monotonic()
@@ -303,16 +338,27 @@ def test_sigstop_zombie_is_fenced(stack: Stack) -> None:
 
         def stopped() -> bool:
             st = stack.fleet.status.get(victim)
-            return st is not None and st.state != "offline" and not set(st.streams) & set(
-                orphans) and st.epoch >= stack.fleet.assign[victim].epoch
+            return (
+                st is not None
+                and st.state != "offline"
+                and not set(st.streams) & set(orphans)
+                and st.epoch >= stack.fleet.assign[victim].epoch
+            )
+
         wait_for(stopped, 30, 0.05, what="the zombie dropped its streams")
         with stack.fleet._lock:
-            late = [when for when, v in stack.fleet.verdicts
-                    if v.worker == victim and when > t_cont and v.stream in orphans]
+            late = [
+                when
+                for when, v in stack.fleet.verdicts
+                if v.worker == victim and when > t_cont and v.stream in orphans
+            ]
         assert not late or max(late) - t_cont <= 2.0, f"zombie served {max(late) - t_cont:.2f}s"
         with stack.fleet._lock:
-            late_keys = [v.key for when, v in stack.fleet.verdicts
-                         if v.worker == victim and when > t_cont and v.stream in orphans]
+            late_keys = [
+                v.key
+                for when, v in stack.fleet.verdicts
+                if v.worker == victim and when > t_cont and v.stream in orphans
+            ]
     finally:
         cam.halt.set()
         cam.join(30)
@@ -333,8 +379,10 @@ def test_leader_takeover_and_restart_keep_healthy_streams(stack: Stack) -> None:
     other = next(n for n in stack.procs if n.startswith(f"{stack.site}D") and n != leader)
 
     def took_over() -> float | None:
-        return next((when for when, d in stack.fleet.decisions
-                     if d.dispatcher == other and when > t0), None)
+        return next(
+            (when for when, d in stack.fleet.decisions if d.dispatcher == other and when > t0), None
+        )
+
     when = wait_for(took_over, 15, 0.05, what="the follower's take-over decision")
     assert when - t0 <= 5.0, f"take-over after {when - t0:.2f}s"
     assert stack.fleet.owner() == before

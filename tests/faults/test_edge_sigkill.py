@@ -37,10 +37,15 @@ class Env:
         self.site = f"t{uuid.uuid4().hex[:10]}"
         self.worker = f"K{self.site}"
         self.db = tmp / "history.db"
-        self.env = {"LINEWATCH_MQTT_URL": url, "LINEWATCH_DB_URL": f"sqlite:///{self.db}",
-                    "LINEWATCH_DATA_DIR": str(tmp), "LINEWATCH_STORE_NAME": self.site,
-                    "LINEWATCH_STORE_SITE": self.site, "LINEWATCH_KEEPALIVE_S": "2",
-                    "LINEWATCH_CAMERA_QUEUE": "64"}
+        self.env = {
+            "LINEWATCH_MQTT_URL": url,
+            "LINEWATCH_DB_URL": f"sqlite:///{self.db}",
+            "LINEWATCH_DATA_DIR": str(tmp),
+            "LINEWATCH_STORE_NAME": self.site,
+            "LINEWATCH_STORE_SITE": self.site,
+            "LINEWATCH_KEEPALIVE_S": "2",
+            "LINEWATCH_CAMERA_QUEUE": "64",
+        }
         self.cams = [StreamRef.camera(self.site, "L1", "st1", c) for c in cameras]
         self.edges: list[Proc] = []
 
@@ -48,21 +53,26 @@ class Env:
         linewatch("db", "upgrade", env=self.env)
         self.store = Proc("store", ["store"], self.env, self.tmp).start()
         self.watcher = Watcher(self.url, f"w-{self.site}").start(
-            [self.worker, f"store-{self.site}"])
+            [self.worker, f"store-{self.site}"]
+        )
         self.start_edge()
         self.watcher.wait_online(f"store-{self.site}")
         return self
 
     def start_edge(self, counter_above: int = 0, wait: bool = True) -> Any:
         streams = ",".join(c.key for c in self.cams)
-        edge = Proc(f"edge{len(self.edges)}", ["edge", "--id", self.worker, "--streams", streams,
-                                               "--model-dir", str(self.model)],
-                    self.env, self.tmp).start()
+        edge = Proc(
+            f"edge{len(self.edges)}",
+            ["edge", "--id", self.worker, "--streams", streams, "--model-dir", str(self.model)],
+            self.env,
+            self.tmp,
+        ).start()
         self.edges.append(edge)
         return self.watcher.wait_online(self.worker, counter_above=counter_above) if wait else None
 
     def capacity(self) -> float:
         """The worker's measured frames/s, from its heartbeats."""
+
         def capacity() -> float:
             beat = self.watcher.last(self.worker)
             return float(beat.capacity_fps) if beat is not None else 0.0
@@ -129,10 +139,12 @@ def test_sigkill_mid_stream_every_frame_stored_once_or_gapped(site_env: Env) -> 
     e.watcher.wait_online(e.worker, counter_above=first.counter)
 
     def accounted() -> dict[str, int] | None:
-        stored = [r[0] for r in query(e.db, "SELECT frame_key FROM frames WHERE stream = ?",
-                                      cam.key)]
-        gaps = query(e.db, "SELECT gap_key, from_seq, to_seq, reason FROM gaps "
-                     "WHERE stream = ?", cam.key)
+        stored = [
+            r[0] for r in query(e.db, "SELECT frame_key FROM frames WHERE stream = ?", cam.key)
+        ]
+        gaps = query(
+            e.db, "SELECT gap_key, from_seq, to_seq, reason FROM gaps WHERE stream = ?", cam.key
+        )
         check = history_check(published, stored, gaps, cam.key)
         return check if check["lost"] == 0 else None
 
@@ -154,11 +166,14 @@ def _bomb_png(w: int, h: int) -> bytes:
 def garbage(good_jpeg: bytes) -> list[tuple[bytes, str]]:
     body = good_jpeg[:300] + bytes(len(good_jpeg) - 302) + good_jpeg[-2:]
     env = {"seq": 1, "part": "bad id!", "encoding": "jpeg", "image": "AAAA"}
-    return [(b"\x00\x01garbage", "bad_image"), (good_jpeg[: len(good_jpeg) // 2],
-                                                "image_truncated"),
-            (_bomb_png(60_000, 60_000), "image_too_large"),
-            (json.dumps(env).encode(), "bad_schema"), (body, "bad_image"),
-            (b'{"seq": NaN, "encoding": "png", "image": ""}', "json_nan")]
+    return [
+        (b"\x00\x01garbage", "bad_image"),
+        (good_jpeg[: len(good_jpeg) // 2], "image_truncated"),
+        (_bomb_png(60_000, 60_000), "image_too_large"),
+        (json.dumps(env).encode(), "bad_schema"),
+        (body, "bad_image"),
+        (b'{"seq": NaN, "encoding": "png", "image": ""}', "json_nan"),
+    ]
 
 
 def test_garbage_dead_lettered_without_hurting_other_cameras(site_env: Env) -> None:
@@ -190,7 +205,7 @@ def test_garbage_dead_lettered_without_hurting_other_cameras(site_env: Env) -> N
             phases[phase].append(key)
             seq += 1
             if phase == "garbage":
-                for payload, _ in junk[i % 2::2]:
+                for payload, _ in junk[i % 2 :: 2]:
                     e.watcher.t.publish(frame_topic(bad_cam), payload)
             time.sleep(period)  # the good camera's frame rate
     wait_for(lambda: len(lat) == seq, 120, 0.2, what="every good frame answered")
@@ -204,8 +219,9 @@ def test_garbage_dead_lettered_without_hurting_other_cameras(site_env: Env) -> N
     want = {reason for _, reason in junk}
 
     def dead_letters() -> list[tuple[Any, ...]]:
-        rows = query(e.db, "SELECT reason, detail FROM dead_letters WHERE topic = ?",
-                     frame_topic(bad_cam))
+        rows = query(
+            e.db, "SELECT reason, detail FROM dead_letters WHERE topic = ?", frame_topic(bad_cam)
+        )
         return rows if {x[0] for x in rows} >= want else []
 
     rows = wait_for(dead_letters, 60, 0.5, what="dead letters stored")

@@ -49,22 +49,47 @@ class PrivatePostgres:
         self.url = f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
 
     def _as_pg(self, *args: str) -> None:
-        subprocess.run(["runuser", "-u", "postgres", "--", *args], check=True,
-                       capture_output=True, timeout=120, cwd=self.dir)
+        subprocess.run(
+            ["runuser", "-u", "postgres", "--", *args],
+            check=True,
+            capture_output=True,
+            timeout=120,
+            cwd=self.dir,
+        )
 
     def init(self) -> None:
-        self._as_pg(str(self.bin / "initdb"), "-D", str(self.data), "-A", "trust",
-                    "-U", "postgres", "--no-sync")
+        self._as_pg(
+            str(self.bin / "initdb"),
+            "-D",
+            str(self.data),
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+            "--no-sync",
+        )
 
     def start(self) -> None:
         opts = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off"
-        self._as_pg(str(self.bin / "pg_ctl"), "-D", str(self.data), "-o", opts,
-                    "-l", str(self.dir / "pg.log"), "-w", "-t", "60", "start")
+        self._as_pg(
+            str(self.bin / "pg_ctl"),
+            "-D",
+            str(self.data),
+            "-o",
+            opts,
+            "-l",
+            str(self.dir / "pg.log"),
+            "-w",
+            "-t",
+            "60",
+            "start",
+        )
 
     def stop(self) -> None:
         if (self.data / "postmaster.pid").exists():
-            self._as_pg(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "immediate",
-                        "-w", "stop")
+            self._as_pg(
+                str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop"
+            )
 
     def remove(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
@@ -98,12 +123,18 @@ def _stream(pub: MqttTransport, site: str, done: threading.Event) -> None:
     done.set()
 
 
-def test_postgres_outage_of_30_s(private_pg: PrivatePostgres, mosquitto_url: str,
-                                 site_id: str, tmp_path: Path) -> None:
+def test_postgres_outage_of_30_s(
+    private_pg: PrivatePostgres, mosquitto_url: str, site_id: str, tmp_path: Path
+) -> None:
     upgrade(private_pg.url)
     engine = make_engine(private_pg.url)
-    writer = Writer(f"{site_id}-o", db_url=private_pg.url, mqtt_url=mosquitto_url,
-                    site=site_id, workdir=tmp_path)
+    writer = Writer(
+        f"{site_id}-o",
+        db_url=private_pg.url,
+        mqtt_url=mosquitto_url,
+        site=site_id,
+        workdir=tmp_path,
+    )
     pub = MqttTransport(mosquitto_url, f"{site_id}-pub", clean_start=True)
     done = threading.Event()
     sender = threading.Thread(target=_stream, args=(pub, site_id, done), daemon=True)
@@ -116,8 +147,11 @@ def test_postgres_outage_of_30_s(private_pg: PrivatePostgres, mosquitto_url: str
         engine.dispose()
         private_pg.stop()
         stopped_at = time.monotonic()
-        first = wait_for(lambda: writer.stats if writer.stat("db_errors") >= 1 else None, 30,
-                         what="the writer to notice the outage")
+        first = wait_for(
+            lambda: writer.stats if writer.stat("db_errors") >= 1 else None,
+            30,
+            what="the writer to notice the outage",
+        )
         acked_at_outage = int(first["acked"])
         done.wait(OUTAGE_S - (time.monotonic() - stopped_at))  # the outage lasts 30 s
         during = dict(writer.stats)
@@ -127,8 +161,9 @@ def test_postgres_outage_of_30_s(private_pg: PrivatePostgres, mosquitto_url: str
         private_pg.start()
         sender.join(120)
         assert done.is_set(), "publisher did not finish"
-        wait_for(lambda: count(engine, s.T_FRAMES) == N, 120,
-                 what=f"all {N} frames after the outage")
+        wait_for(
+            lambda: count(engine, s.T_FRAMES) == N, 120, what=f"all {N} frames after the outage"
+        )
         wait_for(lambda: writer.stat("pending") == 0, 30, what="writer idle")
         assert count(engine, s.T_FRAMES) == N
         assert count(engine, s.T_DEAD_LETTERS, component="store") == 0

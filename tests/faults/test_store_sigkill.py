@@ -19,11 +19,13 @@ N = 10_000
 
 @pytest.mark.parametrize("backend", ["postgresql", "sqlite"])
 def test_sigkill_mid_stream_then_restart(
-    backend: str, request: pytest.FixtureRequest, mosquitto_url: str, site_id: str,
-    tmp_path: Path
+    backend: str, request: pytest.FixtureRequest, mosquitto_url: str, site_id: str, tmp_path: Path
 ) -> None:
-    url = (str(request.getfixturevalue("postgres_url")) if backend == "postgresql"
-           else f"sqlite:///{tmp_path / 'kill.db'}")
+    url = (
+        str(request.getfixturevalue("postgres_url"))
+        if backend == "postgresql"
+        else f"sqlite:///{tmp_path / 'kill.db'}"
+    )
     upgrade(url)
     engine = make_engine(url)
     c = cam(site=site_id)
@@ -47,10 +49,16 @@ def test_sigkill_mid_stream_then_restart(
         # the same client id resumes the persistent session: the broker redelivers the
         # unacked messages (the DB already has some of them: they must land only once)
         second.start()
-        wait_for(lambda: count(engine, s.T_FRAMES) == N, 120,
-                 what=f"all {N} frames after the restart ({count(engine, s.T_FRAMES)} now)")
-        wait_for(lambda: second.stat("pending") == 0 and second.stat("acked") > 0, 30,
-                 what="the restarted writer idle")
+        wait_for(
+            lambda: count(engine, s.T_FRAMES) == N,
+            120,
+            what=f"all {N} frames after the restart ({count(engine, s.T_FRAMES)} now)",
+        )
+        wait_for(
+            lambda: second.stat("pending") == 0 and second.stat("acked") > 0,
+            30,
+            what="the restarted writer idle",
+        )
         assert count(engine, s.T_FRAMES) == N
         assert count(engine, s.T_DEAD_LETTERS, component="store") == 0
     finally:

@@ -41,14 +41,19 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
 class Child:
     """A child process whose stdout JSON lines are collected by a reader thread."""
 
-    def __init__(self, args: list[str], *, env: dict[str, str] | None = None,
-                 log: Path | None = None) -> None:
+    def __init__(
+        self, args: list[str], *, env: dict[str, str] | None = None, log: Path | None = None
+    ) -> None:
         self.lines: list[dict[str, Any]] = []
         self.raw: list[str] = []
         self._log: BinaryIO | None = open(log, "wb") if log else None  # noqa: SIM115
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE,
-                                     stderr=self._log or subprocess.DEVNULL,
-                                     cwd=REPO, env={**os.environ, **(env or {})})
+        self.proc = subprocess.Popen(
+            args,
+            stdout=subprocess.PIPE,
+            stderr=self._log or subprocess.DEVNULL,
+            cwd=REPO,
+            env={**os.environ, **(env or {})},
+        )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 
@@ -62,13 +67,16 @@ class Child:
             except ValueError:
                 continue
 
-    def wait_line(self, pred: Callable[[dict[str, Any]], bool], timeout: float = 10.0,
-                  what: str = "a line") -> dict[str, Any]:
+    def wait_line(
+        self, pred: Callable[[dict[str, Any]], bool], timeout: float = 10.0, what: str = "a line"
+    ) -> dict[str, Any]:
         def found() -> dict[str, Any] | None:
             if self.proc.poll() is not None and not any(pred(x) for x in self.lines):
-                raise AssertionError(f"child exited ({self.proc.returncode}) before {what}; "
-                                     f"output: {self.raw[-5:]}")
+                raise AssertionError(
+                    f"child exited ({self.proc.returncode}) before {what}; output: {self.raw[-5:]}"
+                )
             return next((x for x in self.lines if pred(x)), None)
+
         return wait_for(found, timeout, what=what)
 
     def signal(self, sig: int) -> None:
@@ -114,10 +122,17 @@ class PrivateMosquitto:
 
     def start(self) -> None:
         with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(["mosquitto", "-c", str(self.conf)], stdout=log,
-                                         stderr=subprocess.STDOUT, cwd=self.workdir)
-        wait_for(lambda: port_open(self.port) or self._died(), 10,
-                 what=f"private mosquitto on port {self.port}")
+            self.proc = subprocess.Popen(
+                ["mosquitto", "-c", str(self.conf)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.workdir,
+            )
+        wait_for(
+            lambda: port_open(self.port) or self._died(),
+            10,
+            what=f"private mosquitto on port {self.port}",
+        )
         if self._died():
             raise AssertionError(f"mosquitto exited: {self.log.read_text()[-2000:]}")
 

@@ -22,8 +22,14 @@ def noack(args: argparse.Namespace) -> None:
     t = MqttTransport(args.url, args.client_id, keepalive=args.keepalive)
 
     def handler(msg: Inbound) -> None:
-        say(event="message", topic=msg.topic, payload=msg.payload.hex(), dup=msg.dup,
-            receipt=msg.receipt, qos=msg.qos)
+        say(
+            event="message",
+            topic=msg.topic,
+            payload=msg.payload.hex(),
+            dup=msg.dup,
+            receipt=msg.receipt,
+            qos=msg.qos,
+        )
 
     t.subscribe(args.topic, handler)
     t.start()

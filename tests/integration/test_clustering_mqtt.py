@@ -53,9 +53,18 @@ def _vectors(n: int, seed: int = 0) -> np.ndarray:
 
 def _payload(cam: StreamRef, i: int, vec: np.ndarray | None, raw: bytes | None = None) -> bytes:
     emb = raw if raw is not None else codecs.embedding_to_bytes(np.asarray(vec))
-    return codecs.encode(Features(stream=cam.key, key=f"{cam.key}#0:{i}", worker="w1",
-                                  ts=utcnow(), dim=DIM, embedding=emb, verdict="anomaly",
-                                  predicted_class="dent"))
+    return codecs.encode(
+        Features(
+            stream=cam.key,
+            key=f"{cam.key}#0:{i}",
+            worker="w1",
+            ts=utcnow(),
+            dim=DIM,
+            embedding=emb,
+            verdict="anomaly",
+            predicted_class="dent",
+        )
+    )
 
 
 class Sink:
@@ -66,8 +75,13 @@ class Sink:
         self._lock = threading.Lock()
         self.t = MqttTransport(url, f"sink-{site}", clean_start=True)
         self.site = site
-        for pattern in (f"{ROOT}/{site}/+/+/camera/+/family", f"{ROOT}/{site}/+/+/alert",
-                        ALL_FAMILIES, ALL_DEAD_LETTERS, worker_status_topic(f"cl-{site}")):
+        for pattern in (
+            f"{ROOT}/{site}/+/+/camera/+/family",
+            f"{ROOT}/{site}/+/+/alert",
+            ALL_FAMILIES,
+            ALL_DEAD_LETTERS,
+            worker_status_topic(f"cl-{site}"),
+        ):
             self.t.subscribe(pattern, self._on)
         self.t.start()
 
@@ -104,11 +118,16 @@ def publisher(mosquitto_url: str, site_id: str) -> Iterator[MqttTransport]:
         t.stop()
 
 
-def test_service_over_mosquitto(mosquitto_url: str, site_id: str, sink: Sink,
-                                publisher: MqttTransport, tmp_path: Path) -> None:
+def test_service_over_mosquitto(
+    mosquitto_url: str, site_id: str, sink: Sink, publisher: MqttTransport, tmp_path: Path
+) -> None:
     cam = StreamRef.camera(site_id, "L1", "st1", "cam1")
-    settings = ClusterSettings(mqtt_url=mosquitto_url, data_dir=tmp_path,
-                               cluster_id=f"cl-{site_id}", alert_new_family_members=3)
+    settings = ClusterSettings(
+        mqtt_url=mosquitto_url,
+        data_dir=tmp_path,
+        cluster_id=f"cl-{site_id}",
+        alert_new_family_members=3,
+    )
     transport = MqttTransport(mosquitto_url, settings.cluster_id, clean_start=True)
     service = ClusterService(transport, settings)
     service.start()
@@ -118,13 +137,19 @@ def test_service_over_mosquitto(mosquitto_url: str, site_id: str, sink: Sink,
             publisher.publish(features_topic(cam), _payload(cam, i, v)).wait(5)
         nan = np.full(DIM, np.nan, dtype="<f2").tobytes()
         publisher.publish(features_topic(cam), _payload(cam, 99, None, raw=nan)).wait(5)
-        frames = wait_for(lambda: len(sink.of(FrameFamily)) >= 30 and sink.of(FrameFamily),
-                          timeout=30, what="30 frame families")
+        frames = wait_for(
+            lambda: len(sink.of(FrameFamily)) >= 30 and sink.of(FrameFamily),
+            timeout=30,
+            what="30 frame families",
+        )
         ours = {f.family for f in frames}
-        wait_for(lambda: ours & {u.family for u in sink.of(FamilyUpdate)
-                                 if u.event == "created"}, what="family created update")
-        alerts = wait_for(lambda: [a for a in sink.of(Alert) if a.kind == "new_family"],
-                          what="new-family alert")
+        wait_for(
+            lambda: ours & {u.family for u in sink.of(FamilyUpdate) if u.event == "created"},
+            what="family created update",
+        )
+        alerts = wait_for(
+            lambda: [a for a in sink.of(Alert) if a.kind == "new_family"], what="new-family alert"
+        )
         assert alerts[0].family in ours and alerts[0].site == site_id
         dls = wait_for(lambda: sink.of(DeadLetter), what="dead letter")
         assert dls[0].reason == "bad_value" and dls[0].component == "cluster"
@@ -135,15 +160,22 @@ def test_service_over_mosquitto(mosquitto_url: str, site_id: str, sink: Sink,
 
 def _wait_online(sink: Sink, counter: int) -> None:
     """The process published its birth: it is connected and subscribed."""
-    wait_for(lambda: any(m.state == "online" and m.counter == counter
-                         for m in sink.of(WorkerStatus)), timeout=60, what="cluster birth")
+    wait_for(
+        lambda: any(m.state == "online" and m.counter == counter for m in sink.of(WorkerStatus)),
+        timeout=60,
+        what="cluster birth",
+    )
 
 
 def _start(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with open(log, "ab") as out:
-        return subprocess.Popen([sys.executable, "-m", "services.cli", "cluster", "run"],
-                                cwd=REPO, env={**os.environ, **env}, stdout=out,
-                                stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            [sys.executable, "-m", "services.cli", "cluster", "run"],
+            cwd=REPO,
+            env={**os.environ, **env},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
@@ -156,11 +188,16 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait(5)
 
 
-def test_cli_process_keeps_ids_across_restart(mosquitto_url: str, site_id: str, sink: Sink,
-                                              publisher: MqttTransport, tmp_path: Path) -> None:
+def test_cli_process_keeps_ids_across_restart(
+    mosquitto_url: str, site_id: str, sink: Sink, publisher: MqttTransport, tmp_path: Path
+) -> None:
     cam = StreamRef.camera(site_id, "L1", "st1", "cam1")
-    env = {"LINEWATCH_MQTT_URL": mosquitto_url, "LINEWATCH_DATA_DIR": str(tmp_path),
-           "LINEWATCH_CLUSTER_ID": f"cl-{site_id}", "LINEWATCH_LOG_LEVEL": "INFO"}
+    env = {
+        "LINEWATCH_MQTT_URL": mosquitto_url,
+        "LINEWATCH_DATA_DIR": str(tmp_path),
+        "LINEWATCH_CLUSTER_ID": f"cl-{site_id}",
+        "LINEWATCH_LOG_LEVEL": "INFO",
+    }
     log = tmp_path / "cluster.log"
     x = _vectors(40, seed=3)
     proc = _start(env, log)

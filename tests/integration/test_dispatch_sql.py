@@ -24,8 +24,11 @@ STREAMS = [f"A/l1/st{i}/camera/c{i}" for i in range(6)]
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    url = (str(request.getfixturevalue("postgres_url")) if request.param == "postgresql"
-           else f"sqlite:///{tmp_path / 'dispatch.db'}")
+    url = (
+        str(request.getfixturevalue("postgres_url"))
+        if request.param == "postgresql"
+        else f"sqlite:///{tmp_path / 'dispatch.db'}"
+    )
     upgrade(url)
     return url
 
@@ -41,16 +44,26 @@ def owned() -> Iterator[list[Any]]:
 
 
 def _settings(tmp_path: Path, db_url: str, did: str, **kw: Any) -> DispatchSettings:
-    return DispatchSettings(dispatcher_id=did, db_url=db_url, keepalive_s=1,
-                            streams=[{"id": s, "fps": 10.0} for s in STREAMS],
-                            startup_grace_s=0.1, debounce_s=0.05, observe_rates=False,
-                            rebalance_s=0, lease_ttl_s=1.5, data_dir=tmp_path, **kw)
+    return DispatchSettings(
+        dispatcher_id=did,
+        db_url=db_url,
+        keepalive_s=1,
+        streams=[{"id": s, "fps": 10.0} for s in STREAMS],
+        startup_grace_s=0.1,
+        debounce_s=0.05,
+        observe_rates=False,
+        rebalance_s=0,
+        lease_ttl_s=1.5,
+        data_dir=tmp_path,
+        **kw,
+    )
 
 
 def _dispatcher(hub: LoopbackHub, owned: list[Any], settings: DispatchSettings) -> Dispatcher:
     lock, store = open_sql(settings)
-    d = Dispatcher(settings, LoopbackTransport(hub, f"d-{settings.dispatcher_id}"), lock=lock,
-                   store=store)
+    d = Dispatcher(
+        settings, LoopbackTransport(hub, f"d-{settings.dispatcher_id}"), lock=lock, store=store
+    )
     d.start()
     owned.append(d)
     return d
@@ -58,8 +71,9 @@ def _dispatcher(hub: LoopbackHub, owned: list[Any], settings: DispatchSettings) 
 
 def _edges(hub: LoopbackHub, owned: list[Any], names: tuple[str, ...]) -> None:
     for w in names:
-        e = FakeEdge(LoopbackTransport(hub, f"edge-{w}"), w, capacity_fps=50.0,
-                     cost_per_hour=1.0).start()
+        e = FakeEdge(
+            LoopbackTransport(hub, f"edge-{w}"), w, capacity_fps=50.0, cost_per_hour=1.0
+        ).start()
         owned.append(e)
 
 
@@ -85,8 +99,9 @@ def test_one_leader_and_hand_over(db_url: str, tmp_path: Path, owned: list[Any])
     assert took < 5.0
 
 
-def test_restart_recovers_assignments_from_sql(db_url: str, tmp_path: Path,
-                                               owned: list[Any]) -> None:
+def test_restart_recovers_assignments_from_sql(
+    db_url: str, tmp_path: Path, owned: list[Any]
+) -> None:
     hub = LoopbackHub()
     obs = Observer(LoopbackTransport(hub, "obs")).start()
     owned.append(obs.t)

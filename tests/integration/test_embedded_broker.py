@@ -39,8 +39,9 @@ class Embedded:
 def _start(tmp_path: Path, port: int) -> Embedded:
     log = tmp_path / f"broker-{port}.log"
     with open(log, "wb") as out:
-        proc = subprocess.Popen([str(LINEWATCH), "broker", "--port", str(port)], stdout=out,
-                                stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [str(LINEWATCH), "broker", "--port", str(port)], stdout=out, stderr=subprocess.STDOUT
+        )
     wait_for(lambda: port_open(port) or proc.poll() is not None, 15, what="embedded broker")
     assert proc.poll() is None, log.read_text()
     return Embedded(proc, port, log)
@@ -92,8 +93,9 @@ def _make(made: list[MqttTransport], url: str, cid: str, **kw: object) -> MqttTr
     return t
 
 
-def test_round_trip_falls_back_to_311(embedded: Embedded, site_id: str,
-                                      transports: list[MqttTransport]) -> None:
+def test_round_trip_falls_back_to_311(
+    embedded: Embedded, site_id: str, transports: list[MqttTransport]
+) -> None:
     topic = frame_topic(StreamRef.camera(site_id, "l1", "s1", "c1"))
     inbox = Inbox()
     sub = _make(transports, embedded.url, f"{site_id}-sub")
@@ -114,8 +116,9 @@ def test_round_trip_falls_back_to_311(embedded: Embedded, site_id: str,
     assert "Traceback" not in log
 
 
-def test_retained_and_persistent_session(embedded: Embedded, site_id: str,
-                                         transports: list[MqttTransport]) -> None:
+def test_retained_and_persistent_session(
+    embedded: Embedded, site_id: str, transports: list[MqttTransport]
+) -> None:
     status = worker_status_topic(f"w{site_id}")
     topic = frame_topic(StreamRef.camera(site_id, "l1", "s1", "c1"))
     pub = _make(transports, embedded.url, f"{site_id}-pub")
@@ -137,15 +140,19 @@ def test_retained_and_persistent_session(embedded: Embedded, site_id: str,
     again.subscribe(status, inbox2)
     again.subscribe(topic, inbox2)
     again.start()
-    wait_for(lambda: any(m.payload == b"while-offline" for m in inbox2.msgs), 10,
-             what="message queued for the offline session")
+    wait_for(
+        lambda: any(m.payload == b"while-offline" for m in inbox2.msgs),
+        10,
+        what="message queued for the offline session",
+    )
     queued = next(m for m in inbox2.msgs if m.payload == b"while-offline")
     assert not queued.retain  # queued for the session, not retained state
 
 
 @pytest.mark.fault
-def test_last_will_on_embedded(embedded: Embedded, site_id: str, tmp_path: Path,
-                               transports: list[MqttTransport]) -> None:
+def test_last_will_on_embedded(
+    embedded: Embedded, site_id: str, tmp_path: Path, transports: list[MqttTransport]
+) -> None:
     worker = f"w{site_id}"
     seen: list[WorkerStatus] = []
 
@@ -156,8 +163,19 @@ def test_last_will_on_embedded(embedded: Embedded, site_id: str, tmp_path: Path,
     watch = _make(transports, embedded.url, f"{site_id}-watch")
     watch.subscribe(worker_status_topic(worker), on_status)
     watch.start()
-    child = subscriber("liveness", "--url", embedded.url, "--client-id", f"{site_id}-w",
-                       "--worker", worker, "--state-dir", str(tmp_path), "--keepalive", "2")
+    child = subscriber(
+        "liveness",
+        "--url",
+        embedded.url,
+        "--client-id",
+        f"{site_id}-w",
+        "--worker",
+        worker,
+        "--state-dir",
+        str(tmp_path),
+        "--keepalive",
+        "2",
+    )
     try:
         ready = child.wait_line(lambda x: x["event"] == "ready", 10, what="birth")
         assert ready["protocol"] == "MQTT 3.1.1"
@@ -185,22 +203,26 @@ def test_sigterm_stops_cleanly(tmp_path: Path) -> None:
 
 
 def test_busy_port_is_a_clear_error(embedded: Embedded) -> None:
-    out = subprocess.run([str(LINEWATCH), "broker", "--port", str(embedded.port)],
-                         capture_output=True, text=True, timeout=30)
+    out = subprocess.run(
+        [str(LINEWATCH), "broker", "--port", str(embedded.port)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert out.returncode == 1
     assert f"cannot listen on 127.0.0.1:{embedded.port}" in out.stdout + out.stderr
 
 
 @pytest.mark.fault
-def test_unacked_message_survives_late_ack_and_sigkill(embedded: Embedded, site_id: str,
-                                                       transports: list[MqttTransport]) -> None:
+def test_unacked_message_survives_late_ack_and_sigkill(
+    embedded: Embedded, site_id: str, transports: list[MqttTransport]
+) -> None:
     """amqtt alone forgets a QoS 1 message 5 s after sending it unacked; LineWatch consumers
     ack after a commit, which may take longer, so the message must outlive that and a crash.
     The test therefore holds the ack past those 5 s on purpose (the behaviour under test)."""
     client_id = f"{site_id}-held"
     topic = frame_topic(StreamRef.camera(site_id, "l1", "s1", "c1"))
-    child = subscriber("noack", "--url", embedded.url, "--client-id", client_id,
-                       "--topic", topic)
+    child = subscriber("noack", "--url", embedded.url, "--client-id", client_id, "--topic", topic)
     try:
         child.wait_line(lambda x: x["event"] == "ready", 10, what="child subscribed")
         pub = _make(transports, embedded.url, f"{site_id}-pub")

@@ -26,8 +26,9 @@ from edge.preprocess import InputSpec
 
 pytestmark = pytest.mark.integration
 SIZE = 128  # the demo size: GAP over 4×4 keeps fp32 round-off under 1e-4 (2×2 does not)
-CFG = ModelConfig(input_size=SIZE, class_names=("good", "scratch", "dent"), patch_dim=32,
-                  head_width=16)
+CFG = ModelConfig(
+    input_size=SIZE, class_names=("good", "scratch", "dent"), patch_dim=32, head_width=16
+)
 SPEC = InputSpec(SIZE, "caffe")
 
 
@@ -45,17 +46,28 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     nominal = np.concatenate(list(_frames(1, 64, ()).batches(SPEC, 32)))
     train.calibrate_batchnorm(model, nominal, batch=32)
     train.fit_projection(model, nominal)
-    body = keras.Model(model.input, {"embedding": model.get_layer("embedding").output,
-                                     "patch_features": model.get_layer("patch_projection").output})
+    body = keras.Model(
+        model.input,
+        {
+            "embedding": model.get_layer("embedding").output,
+            "patch_features": model.get_layer("patch_projection").output,
+        },
+    )
     body_proto = export.export_keras(body, tmp / "body.onnx")
-    heads_proto = export.export_keras(submodel(model, "heads"), tmp / "heads.onnx",
-                                      input_name="patch_features")
+    heads_proto = export.export_keras(
+        submodel(model, "heads"), tmp / "heads.onnx", input_name="patch_features"
+    )
     onnx_path = tmp / cardmod.FP32_NAME
     export.merge(body_proto, heads_proto, "patch_features", OUTPUTS, onnx_path)
     card = cardmod.ModelCard(
-        name="t", input=cardmod.InputInfo(size=SIZE), class_names=CFG.class_names,
-        outputs={k: k for k in OUTPUTS}, thresholds=cardmod.Thresholds(defect=0.5, novelty=1.0),
-        patch_dim=CFG.patch_dim, files={cardmod.FP32_NAME: cardmod.file_info(onnx_path)})
+        name="t",
+        input=cardmod.InputInfo(size=SIZE),
+        class_names=CFG.class_names,
+        outputs={k: k for k in OUTPUTS},
+        thresholds=cardmod.Thresholds(defect=0.5, novelty=1.0),
+        patch_dim=CFG.patch_dim,
+        files={cardmod.FP32_NAME: cardmod.file_info(onnx_path)},
+    )
     cardmod.save_card(card, tmp / cardmod.CARD_NAME)
     return {"model": model, "dir": tmp, "onnx": onnx_path}
 
@@ -124,8 +136,15 @@ def test_a_tiny_training_run_completes(built: dict[str, Any]) -> None:
     x = np.concatenate(list(ds.batches(SPEC, 24)))
     pf = np.asarray(feats(x, training=False))
     labels = np.array([CFG.class_names.index(lab) for lab in ds.labels])
-    hist = train.train_heads(built["model"], pf[:16], labels[:16], pf[16:], labels[16:],
-                             CFG.class_names, train.TrainConfig(epochs=2, batch=8, patience=5))
+    hist = train.train_heads(
+        built["model"],
+        pf[:16],
+        labels[:16],
+        pf[16:],
+        labels[16:],
+        CFG.class_names,
+        train.TrainConfig(epochs=2, batch=8, patience=5),
+    )
     assert len(hist["loss"]) == 2 and all(np.isfinite(hist["loss"]))
     assert "val_loss" in hist
 

@@ -70,8 +70,9 @@ def make(made: list[MqttTransport], url: str, client_id: str, **kw: object) -> M
     return t
 
 
-def test_round_trip_qos1_with_ack(mosquitto_url: str, site_id: str,
-                                  transports: list[MqttTransport]) -> None:
+def test_round_trip_qos1_with_ack(
+    mosquitto_url: str, site_id: str, transports: list[MqttTransport]
+) -> None:
     stream = StreamRef.camera(site_id, "l1", "s1", "c1")
     inbox = Inbox()
     sub = make(transports, mosquitto_url, f"{site_id}-sub", clean_start=True)
@@ -85,8 +86,13 @@ def test_round_trip_qos1_with_ack(mosquitto_url: str, site_id: str,
     assert pub.publish(frame_topic(stream), payload, properties={"seq": "1"}).wait(5)
     wait_for(lambda: inbox.msgs, 5, what="delivery")
     msg = inbox.msgs[0]
-    assert (msg.topic, msg.payload, msg.qos, msg.dup, msg.retain) == \
-        (frame_topic(stream), payload, 1, False, False)
+    assert (msg.topic, msg.payload, msg.qos, msg.dup, msg.retain) == (
+        frame_topic(stream),
+        payload,
+        1,
+        False,
+        False,
+    )
     assert msg.properties == {"seq": "1"}
     assert msg.receipt.startswith(f"{site_id}-sub:")
     wait_for(lambda: sub.stats()["acked"] == 1, 5, what="ack counted")
@@ -94,7 +100,8 @@ def test_round_trip_qos1_with_ack(mosquitto_url: str, site_id: str,
 
 
 def test_retained_delivered_on_subscribe_and_auto_acked(
-        mosquitto_url: str, site_id: str, transports: list[MqttTransport]) -> None:
+    mosquitto_url: str, site_id: str, transports: list[MqttTransport]
+) -> None:
     topic = worker_status_topic(f"w{site_id}")
     pub = make(transports, mosquitto_url, f"{site_id}-pub", clean_start=True)
     pub.start()
@@ -112,7 +119,8 @@ def test_retained_delivered_on_subscribe_and_auto_acked(
 
 
 def test_handler_error_dead_lettered_and_delivery_continues(
-        mosquitto_url: str, site_id: str, transports: list[MqttTransport]) -> None:
+    mosquitto_url: str, site_id: str, transports: list[MqttTransport]
+) -> None:
     sub_id = f"{site_id}-sub"
     seen: list[bytes] = []
 
@@ -147,11 +155,11 @@ def test_handler_error_dead_lettered_and_delivery_continues(
 
 @pytest.mark.fault
 def test_unacked_message_redelivered_with_dup_after_sigkill(
-        mosquitto_url: str, site_id: str, transports: list[MqttTransport]) -> None:
+    mosquitto_url: str, site_id: str, transports: list[MqttTransport]
+) -> None:
     client_id = f"{site_id}-redeliver"
     topic = frame_topic(StreamRef.camera(site_id, "l1", "s1", "c1"))
-    child = subscriber("noack", "--url", mosquitto_url, "--client-id", client_id,
-                       "--topic", topic)
+    child = subscriber("noack", "--url", mosquitto_url, "--client-id", client_id, "--topic", topic)
     try:
         child.wait_line(lambda x: x["event"] == "ready", 10, what="child subscribed")
         pub = make(transports, mosquitto_url, f"{site_id}-pub", clean_start=True)
@@ -186,14 +194,16 @@ def test_unacked_message_redelivered_with_dup_after_sigkill(
         purge_session(mosquitto_url, client_id)
 
 
-def _status_watch(transports: list[MqttTransport], url: str, site_id: str,
-                  worker: str) -> list[tuple[float, WorkerStatus, bool]]:
+def _status_watch(
+    transports: list[MqttTransport], url: str, site_id: str, worker: str
+) -> list[tuple[float, WorkerStatus, bool]]:
     seen: list[tuple[float, WorkerStatus, bool]] = []
 
     def on_status(msg: Inbound) -> None:
         if msg.payload:
-            seen.append((time.monotonic(), WorkerStatus.model_validate_json(msg.payload),
-                         msg.retain))
+            seen.append(
+                (time.monotonic(), WorkerStatus.model_validate_json(msg.payload), msg.retain)
+            )
         msg.ack()
 
     watcher = make(transports, url, f"{site_id}-watch", clean_start=True)
@@ -206,21 +216,41 @@ KEEPALIVE = 2
 
 
 @pytest.mark.fault
-@pytest.mark.parametrize(("sig", "bound"), [
-    # the acceptance bar: a killed process's socket is closed by the kernel at once
-    (signal.SIGKILL, 1.5 * KEEPALIVE + 1),
-    # a frozen process: only the broker's keepalive check can tell. Mosquitto 2.0.11 checks
-    # it late (measured 3.1-7.4 s for keepalive 2 on a loaded host), so this bound is the
-    # broker's, not ours: it shows the will comes in seconds, not minutes.
-    (signal.SIGSTOP, 4 * KEEPALIVE + 2),
-], ids=["sigkill", "sigstop"])
-def test_last_will_within_bound(mosquitto_url: str, site_id: str, tmp_path: Path,
-                                transports: list[MqttTransport], sig: int,
-                                bound: float) -> None:
+@pytest.mark.parametrize(
+    ("sig", "bound"),
+    [
+        # the acceptance bar: a killed process's socket is closed by the kernel at once
+        (signal.SIGKILL, 1.5 * KEEPALIVE + 1),
+        # a frozen process: only the broker's keepalive check can tell. Mosquitto 2.0.11 checks
+        # it late (measured 3.1-7.4 s for keepalive 2 on a loaded host), so this bound is the
+        # broker's, not ours: it shows the will comes in seconds, not minutes.
+        (signal.SIGSTOP, 4 * KEEPALIVE + 2),
+    ],
+    ids=["sigkill", "sigstop"],
+)
+def test_last_will_within_bound(
+    mosquitto_url: str,
+    site_id: str,
+    tmp_path: Path,
+    transports: list[MqttTransport],
+    sig: int,
+    bound: float,
+) -> None:
     keepalive, worker = KEEPALIVE, f"w{site_id}"
     seen = _status_watch(transports, mosquitto_url, site_id, worker)
-    args = ("liveness", "--url", mosquitto_url, "--client-id", f"{site_id}-worker",
-            "--worker", worker, "--state-dir", str(tmp_path), "--keepalive", str(keepalive))
+    args = (
+        "liveness",
+        "--url",
+        mosquitto_url,
+        "--client-id",
+        f"{site_id}-worker",
+        "--worker",
+        worker,
+        "--state-dir",
+        str(tmp_path),
+        "--keepalive",
+        str(keepalive),
+    )
     child = subscriber(*args)
     try:
         ready = child.wait_line(lambda x: x["event"] == "ready", 10, what="worker born")
@@ -241,18 +271,25 @@ def test_last_will_within_bound(mosquitto_url: str, site_id: str, tmp_path: Path
     try:
         ready2 = second.wait_line(lambda x: x["event"] == "ready", 10, what="second birth")
         assert ready2["counter"] == ready["counter"] + 1
-        wait_for(lambda: any(s.state == "online" and s.counter == ready2["counter"]
-                             for _, s, _ in seen), 5, what="second birth seen")
+        wait_for(
+            lambda: any(s.state == "online" and s.counter == ready2["counter"] for _, s, _ in seen),
+            5,
+            what="second birth seen",
+        )
     finally:
         second.close()
         clear_retained(transports[0], worker_status_topic(worker))
 
 
 @pytest.mark.fault
-def test_subscriptions_restored_after_broker_restart(tmp_path: Path, site_id: str,
-                                                     transports: list[MqttTransport]) -> None:
-    broker = PrivateMosquitto(tmp_path, "listener {port} 127.0.0.1\nallow_anonymous true\n"
-                              f"persistence true\npersistence_location {tmp_path}/\n")
+def test_subscriptions_restored_after_broker_restart(
+    tmp_path: Path, site_id: str, transports: list[MqttTransport]
+) -> None:
+    broker = PrivateMosquitto(
+        tmp_path,
+        "listener {port} 127.0.0.1\nallow_anonymous true\n"
+        f"persistence true\npersistence_location {tmp_path}/\n",
+    )
     broker.start()
     try:
         topic = sensor_topic(StreamRef.sensor(site_id, "l1", "s1", "t1"))
@@ -272,8 +309,9 @@ def test_subscriptions_restored_after_broker_restart(tmp_path: Path, site_id: st
         wait_for(lambda: sub.stats()["subscribed"] > subscribed, 15, what="re-subscribed")
         wait_for(lambda: pub.connected, 10, what="publisher reconnected")
         assert pub.publish(topic, b"after").wait(5)
-        wait_for(lambda: inbox.payloads() == [b"before", b"after"], 5,
-                 what="delivery after restart")
+        wait_for(
+            lambda: inbox.payloads() == [b"before", b"after"], 5, what="delivery after restart"
+        )
         assert sub.stats()["reconnects"] >= 1
     finally:
         for t in transports:
@@ -282,8 +320,9 @@ def test_subscriptions_restored_after_broker_restart(tmp_path: Path, site_id: st
 
 
 @pytest.mark.parametrize("v5", [False, True], ids=["mqtt311", "mqttv5-user-props"])
-def test_mosquitto_pub_to_transport(mosquitto_url: str, site_id: str, tmp_path: Path,
-                                    transports: list[MqttTransport], v5: bool) -> None:
+def test_mosquitto_pub_to_transport(
+    mosquitto_url: str, site_id: str, tmp_path: Path, transports: list[MqttTransport], v5: bool
+) -> None:
     body = b"\xff\xd8\xff\xe0 not utf-8 \x00\x01\x02" + os.urandom(2048)
     path = tmp_path / "part.jpg"
     path.write_bytes(body)
@@ -293,11 +332,36 @@ def test_mosquitto_pub_to_transport(mosquitto_url: str, site_id: str, tmp_path: 
     sub.subscribe(topic, inbox)
     sub.start()
     host, port = mosquitto_url.rsplit("/", 1)[-1].split(":")
-    cmd = ["mosquitto_pub", "-h", host, "-p", port, "-q", "1", "-t", topic, "-f", str(path),
-           "-i", f"{site_id}-mp"]
+    cmd = [
+        "mosquitto_pub",
+        "-h",
+        host,
+        "-p",
+        port,
+        "-q",
+        "1",
+        "-t",
+        topic,
+        "-f",
+        str(path),
+        "-i",
+        f"{site_id}-mp",
+    ]
     if v5:
-        cmd += ["-V", "mqttv5", "-D", "publish", "user-property", "seq", "7",
-                "-D", "publish", "user-property", "part", "P-1"]
+        cmd += [
+            "-V",
+            "mqttv5",
+            "-D",
+            "publish",
+            "user-property",
+            "seq",
+            "7",
+            "-D",
+            "publish",
+            "user-property",
+            "part",
+            "P-1",
+        ]
     subprocess.run(cmd, check=True, timeout=10, capture_output=True)
     wait_for(lambda: inbox.msgs, 5, what="mosquitto_pub message")
     msg = inbox.msgs[0]
@@ -321,12 +385,14 @@ def test_client_id_needed() -> None:
         MqttTransport("mqtt://127.0.0.1:1883", "")
 
 
-def test_broker_receive_maximum_honoured(tmp_path: Path, site_id: str,
-                                         transports: list[MqttTransport]) -> None:
+def test_broker_receive_maximum_honoured(
+    tmp_path: Path, site_id: str, transports: list[MqttTransport]
+) -> None:
     """A v5 broker announces how many QoS 1 publishes it takes in flight; exceeding it is a
     protocol error (paho itself ignores it)."""
-    broker = PrivateMosquitto(tmp_path, "listener {port} 127.0.0.1\nallow_anonymous true\n"
-                              "max_inflight_messages 5\n")
+    broker = PrivateMosquitto(
+        tmp_path, "listener {port} 127.0.0.1\nallow_anonymous true\nmax_inflight_messages 5\n"
+    )
     broker.start()
     try:
         inbox = Inbox()
@@ -349,11 +415,15 @@ def test_broker_receive_maximum_honoured(tmp_path: Path, site_id: str,
 
 @pytest.mark.fault
 def test_publish_while_broker_down_delivered_after_restart(
-        tmp_path: Path, site_id: str, transports: list[MqttTransport]) -> None:
+    tmp_path: Path, site_id: str, transports: list[MqttTransport]
+) -> None:
     """The broker stops cleanly (saving sessions); a publish made while it is down waits in
     the client's queue, goes out on reconnect, and reaches the restored session."""
-    broker = PrivateMosquitto(tmp_path, "listener {port} 127.0.0.1\nallow_anonymous true\n"
-                              f"persistence true\npersistence_location {tmp_path}/\n")
+    broker = PrivateMosquitto(
+        tmp_path,
+        "listener {port} 127.0.0.1\nallow_anonymous true\n"
+        f"persistence true\npersistence_location {tmp_path}/\n",
+    )
     broker.start()
     try:
         topic = sensor_topic(StreamRef.sensor(site_id, "l1", "s1", "t1"))
@@ -370,8 +440,11 @@ def test_publish_while_broker_down_delivered_after_restart(
         assert not during.done
         broker.start()
         assert during.wait(15), "queued publish not acknowledged after the restart"
-        wait_for(lambda: inbox.payloads() == [b"during-outage"], 10,
-                 what="delivery to the restored session")
+        wait_for(
+            lambda: inbox.payloads() == [b"during-outage"],
+            10,
+            what="delivery to the restored session",
+        )
     finally:
         for t in transports:
             t.stop()

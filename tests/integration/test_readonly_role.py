@@ -31,9 +31,21 @@ FORBIDDEN = [
 
 def _psql(url: str, *args: str) -> None:
     u = make_url(url)
-    cmd = [shutil.which("psql") or "psql", "-X", "-v", "ON_ERROR_STOP=1", "-h", u.host or "",
-           "-p", str(u.port or 5432), "-U", u.username or "postgres", "-d", u.database or "",
-           *args]
+    cmd = [
+        shutil.which("psql") or "psql",
+        "-X",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "-h",
+        u.host or "",
+        "-p",
+        str(u.port or 5432),
+        "-U",
+        u.username or "postgres",
+        "-d",
+        u.database or "",
+        *args,
+    ]
     subprocess.run(cmd, check=True, capture_output=True, timeout=60)
 
 

@@ -29,16 +29,20 @@ def _passwords() -> dict[str, str]:
 def adapt_conf(text: str, tmp: Path, tls_port: int | None) -> str:
     """broker/secure/mosquitto.conf with test paths and free ports (the TLS listener enabled
     when ``tls_port``); every knob the test touches must be in the shipped file."""
-    swaps = {"password_file": f"password_file {tmp}/passwd",
-             "acl_file": f"acl_file {tmp}/acl",
-             "persistence_location": f"persistence_location {tmp}/",
-             "listener": "listener {port} 127.0.0.1"}
+    swaps = {
+        "password_file": f"password_file {tmp}/passwd",
+        "acl_file": f"acl_file {tmp}/acl",
+        "persistence_location": f"persistence_location {tmp}/",
+        "listener": "listener {port} 127.0.0.1",
+    }
     if tls_port is not None:
-        swaps |= {"#listener": f"listener {tls_port} 127.0.0.1",
-                  "#cafile": f"cafile {tmp}/ca.crt",
-                  "#certfile": f"certfile {tmp}/server.crt",
-                  "#keyfile": f"keyfile {tmp}/server.key",
-                  "#tls_version": "tls_version tlsv1.2"}
+        swaps |= {
+            "#listener": f"listener {tls_port} 127.0.0.1",
+            "#cafile": f"cafile {tmp}/ca.crt",
+            "#certfile": f"certfile {tmp}/server.crt",
+            "#keyfile": f"keyfile {tmp}/server.key",
+            "#tls_version": "tls_version tlsv1.2",
+        }
     done: set[str] = set()
     out = []
     for line in text.splitlines():
@@ -59,11 +63,37 @@ def make_certs(tmp: Path) -> bool:
     (tmp / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
     ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
     for cmd in (
-        ["req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.crt", "-days", "2",
-         "-subj", "/CN=LineWatch test CA"],
+        [
+            "req",
+            "-x509",
+            *ec,
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=LineWatch test CA",
+        ],
         ["req", *ec, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"],
-        ["x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-         "-CAcreateserial", "-out", "server.crt", "-days", "2", "-extfile", "san.ext"],
+        [
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.crt",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+        ],
     ):
         subprocess.run(["openssl", *cmd], cwd=tmp, check=True, capture_output=True, timeout=60)
     return True
@@ -79,8 +109,9 @@ def secure_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateM
     subprocess.run(["mosquitto_passwd", "-U", str(tmp / "passwd")], check=True, timeout=30)
     assert "demo-" not in (tmp / "passwd").read_text()  # hashed in place
     tls_port = free_port() if make_certs(tmp) else None
-    broker = PrivateMosquitto(tmp, adapt_conf((SECURE / "mosquitto.conf").read_text(), tmp,
-                                              tls_port))
+    broker = PrivateMosquitto(
+        tmp, adapt_conf((SECURE / "mosquitto.conf").read_text(), tmp, tls_port)
+    )
     broker.tls_port = tls_port
     broker.start()
     try:
@@ -97,11 +128,16 @@ def clients(secure_broker: PrivateMosquitto) -> Iterator[list[MqttTransport]]:
         t.stop()
 
 
-def login(made: list[MqttTransport], broker: PrivateMosquitto, user: str,
-          password: str | None = None) -> MqttTransport:
+def login(
+    made: list[MqttTransport], broker: PrivateMosquitto, user: str, password: str | None = None
+) -> MqttTransport:
     pw = _passwords()[user] if password is None else password
-    t = MqttTransport(f"mqtt://{user}:{pw}@127.0.0.1:{broker.port}", f"{user}-{len(made)}",
-                      clean_start=True, connect_timeout_s=5)
+    t = MqttTransport(
+        f"mqtt://{user}:{pw}@127.0.0.1:{broker.port}",
+        f"{user}-{len(made)}",
+        clean_start=True,
+        connect_timeout_s=5,
+    )
     made.append(t)
     t.start()
     return t
@@ -125,8 +161,9 @@ def test_anonymous_refused(secure_broker: PrivateMosquitto) -> None:
     assert not t.connected
 
 
-def test_wrong_password_refused_and_not_logged(secure_broker: PrivateMosquitto,
-                                               caplog: pytest.LogCaptureFixture) -> None:
+def test_wrong_password_refused_and_not_logged(
+    secure_broker: PrivateMosquitto, caplog: pytest.LogCaptureFixture
+) -> None:
     url = f"mqtt://edge-1:wrong-Secret-123@127.0.0.1:{secure_broker.port}"
     t = MqttTransport(url, "wrong-pw-probe", connect_timeout_s=5)
     with pytest.raises(ConnectError) as err:
@@ -136,7 +173,8 @@ def test_wrong_password_refused_and_not_logged(secure_broker: PrivateMosquitto,
 
 
 def test_camera_publishes_only_under_its_own_station(
-        secure_broker: PrivateMosquitto, clients: list[MqttTransport], site_id: str) -> None:
+    secure_broker: PrivateMosquitto, clients: list[MqttTransport], site_id: str
+) -> None:
     inbox = Inbox()
     reader = login(clients, secure_broker, "lw-ops")
     reader.subscribe("lw/v1/#", inbox)
@@ -154,7 +192,8 @@ def test_camera_publishes_only_under_its_own_station(
 
 
 def test_sensor_identity_cannot_publish_frames(
-        secure_broker: PrivateMosquitto, clients: list[MqttTransport], site_id: str) -> None:
+    secure_broker: PrivateMosquitto, clients: list[MqttTransport], site_id: str
+) -> None:
     inbox = Inbox()
     reader = login(clients, secure_broker, "lw-ops")
     reader.subscribe("lw/v1/#", inbox)
@@ -168,7 +207,8 @@ def test_sensor_identity_cannot_publish_frames(
 
 
 def test_only_the_dispatcher_writes_assignments(
-        secure_broker: PrivateMosquitto, clients: list[MqttTransport], site_id: str) -> None:
+    secure_broker: PrivateMosquitto, clients: list[MqttTransport], site_id: str
+) -> None:
     inbox = Inbox()
     worker = login(clients, secure_broker, "edge-1")
     topic = assignment_topic("edge-1")
@@ -185,12 +225,16 @@ def test_only_the_dispatcher_writes_assignments(
 
     dispatcher = login(clients, secure_broker, "lw-dispatch")
     assert dispatcher.publish(topic, b'{"epoch": 1}').wait(5)
-    wait_for(lambda: inbox.topics.count(topic) == 2, 5,
-             what="dispatcher's assignment delivered to the worker and the reader")
+    wait_for(
+        lambda: inbox.topics.count(topic) == 2,
+        5,
+        what="dispatcher's assignment delivered to the worker and the reader",
+    )
 
 
-def test_tls_listener(secure_broker: PrivateMosquitto, clients: list[MqttTransport],
-                      site_id: str) -> None:
+def test_tls_listener(
+    secure_broker: PrivateMosquitto, clients: list[MqttTransport], site_id: str
+) -> None:
     tls_port = secure_broker.tls_port
     if tls_port is None:
         pytest.skip("openssl not installed")
@@ -203,16 +247,19 @@ def test_tls_listener(secure_broker: PrivateMosquitto, clients: list[MqttTranspo
     clients.append(reader)
     reader.subscribe("lw/v1/#", inbox)
     reader.start()
-    edge = MqttTransport(f"mqtts://edge-1:{pw['edge-1']}@127.0.0.1:{tls_port}",
-                         f"{site_id}-tls-w", clean_start=True, ca_file=ca)
+    edge = MqttTransport(
+        f"mqtts://edge-1:{pw['edge-1']}@127.0.0.1:{tls_port}",
+        f"{site_id}-tls-w",
+        clean_start=True,
+        ca_file=ca,
+    )
     clients.append(edge)
     edge.start()
     topic = verdict_topic(StreamRef.camera("A", "l1", "s1", site_id))
     assert edge.publish(topic, b"{}").wait(5)
     wait_for(lambda: topic in inbox.topics, 5, what="delivery over TLS")
 
-    untrusting = MqttTransport(url, f"{site_id}-tls-x", clean_start=True,
-                               connect_timeout_s=2)
+    untrusting = MqttTransport(url, f"{site_id}-tls-x", clean_start=True, connect_timeout_s=2)
     with pytest.raises(ConnectError, match="TLS failed") as err:
         untrusting.start()
     assert pw["lw-ops"] not in str(err.value)

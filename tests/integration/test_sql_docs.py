@@ -52,8 +52,12 @@ def seed(engine: Engine, url: str) -> None:
     now = utcnow().replace(microsecond=0)
     start = now - timedelta(days=10)
     msgs: list[object] = []
-    cams = [cam(line=ln, station=st, name=c) for ln in ("L1", "L2") for st in ("st1", "st2")
-            for c in ("cam1",)]
+    cams = [
+        cam(line=ln, station=st, name=c)
+        for ln in ("L1", "L2")
+        for st in ("st1", "st2")
+        for c in ("cam1",)
+    ]
     seq = 0
     for hour in range(0, 240, 3):
         at = start + timedelta(hours=hour)
@@ -65,22 +69,28 @@ def seed(engine: Engine, url: str) -> None:
             if kind == "anomaly":
                 msgs.append(frame_family(v, "F1" if seq % 2 else "F2", at=at))
             if kind == "defect" and hour > 200:
-                msgs.append(alert(f"ev{seq}", c, at=at, frame_key=v.key, thumbnail=b"\xff\xd8img",
-                                  epoch=1))
+                msgs.append(
+                    alert(f"ev{seq}", c, at=at, frame_key=v.key, thumbnail=b"\xff\xd8img", epoch=1)
+                )
     st = sensor()
-    msgs += [assignment("W1", 1, [*cams[:2], st], at=start),
-             assignment("W2", 1, cams[2:], at=start),
-             readings(st, 0, 100, at=now - timedelta(hours=2), epoch=1),
-             anomaly(st, 50, at=now - timedelta(hours=1)),
-             gap(cams[0], 10, 12, at=now - timedelta(days=1)),
-             gap(cams[1], 40, 40, at=now - timedelta(hours=5), reason="shed"),
-             dead("dl-1", at=now - timedelta(hours=3)), dead("dl-2", "bad_image", at=now),
-             decision("d1", at=now - timedelta(days=2)),
-             status("W1", "online", 1, at=start),
-             status("W1", "offline", 1, at=now - timedelta(days=1)),
-             status("W1", "online", 2, at=now - timedelta(hours=23)),
-             status("W2", "heartbeat", 1, at=now), threshold(cams[0], at=now - timedelta(days=3)),
-             family("F1", size=20, at=now, name="scratch-left"), family("F2", size=12, at=now)]
+    msgs += [
+        assignment("W1", 1, [*cams[:2], st], at=start),
+        assignment("W2", 1, cams[2:], at=start),
+        readings(st, 0, 100, at=now - timedelta(hours=2), epoch=1),
+        anomaly(st, 50, at=now - timedelta(hours=1)),
+        gap(cams[0], 10, 12, at=now - timedelta(days=1)),
+        gap(cams[1], 40, 40, at=now - timedelta(hours=5), reason="shed"),
+        dead("dl-1", at=now - timedelta(hours=3)),
+        dead("dl-2", "bad_image", at=now),
+        decision("d1", at=now - timedelta(days=2)),
+        status("W1", "online", 1, at=start),
+        status("W1", "offline", 1, at=now - timedelta(days=1)),
+        status("W1", "online", 2, at=now - timedelta(hours=23)),
+        status("W2", "heartbeat", 1, at=now),
+        threshold(cams[0], at=now - timedelta(days=3)),
+        family("F1", size=20, at=now, name="scratch-left"),
+        family("F2", size=12, at=now),
+    ]
     prep = Prepared()
     for m in msgs:
         p = plan(m)  # type: ignore[arg-type]
@@ -92,9 +102,17 @@ def seed(engine: Engine, url: str) -> None:
     with engine.begin() as conn:
         write_prepared(conn, prep)
         _seed_alerts(conn, now)
-        conn.execute(insert(s.T_SUPPRESSIONS).values(
-            line="L2", station="st1", starts_at=now, ends_at=now + timedelta(hours=2),
-            reason="belt change", created_by="alice", created_at=now))
+        conn.execute(
+            insert(s.T_SUPPRESSIONS).values(
+                line="L2",
+                station="st1",
+                starts_at=now,
+                ends_at=now + timedelta(hours=2),
+                reason="belt change",
+                created_by="alice",
+                created_at=now,
+            )
+        )
     lead = Leadership(url, "dispatcher", "D1", ttl_s=60)
     assert lead.try_acquire()
     lead.engine.dispose()
@@ -102,23 +120,53 @@ def seed(engine: Engine, url: str) -> None:
 
 def _seed_alerts(conn: object, now: object) -> None:
     ev = conn.execute(select(s.T_EVIDENCE.c.evidence_key)).scalars().first()  # type: ignore[attr-defined]
-    for i, (sev, st) in enumerate([("critical", "acknowledged"), ("major", "active"),
-                                   ("minor", "resolved")]):
+    for i, (sev, st) in enumerate(
+        [("critical", "acknowledged"), ("major", "active"), ("minor", "resolved")]
+    ):
         first = now - timedelta(hours=5 - i)  # type: ignore[operator]
         acked = first + timedelta(minutes=4 + 3 * i) if st != "active" else None
-        aid = conn.execute(insert(s.T_ALERTS).values(  # type: ignore[attr-defined]
-            dedup_key=f"defect:s1/L1/st1:{i}", kind="defect", severity=sev, status=st, count=3,
-            first_seen=first, last_seen=first + timedelta(minutes=30), site="s1", line="L1",
-            station="st1", stream=cam().key, message="defects on cam1", evidence_key=ev,
-            acknowledged_by="alice" if acked else None, acknowledged_at=acked,
-            resolved_by="bob" if st == "resolved" else None,
-            resolved_at=first + timedelta(hours=1) if st == "resolved" else None,
-            updated_at=now).returning(s.T_ALERTS.c.id)).scalar_one()
-        conn.execute(insert(s.T_ALERT_EVENTS).values(alert_id=aid, action="create",  # type: ignore[attr-defined]
-                                                     actor="edge-W1", at=first))
+        aid = conn.execute(
+            insert(s.T_ALERTS)
+            .values(  # type: ignore[attr-defined]
+                dedup_key=f"defect:s1/L1/st1:{i}",
+                kind="defect",
+                severity=sev,
+                status=st,
+                count=3,
+                first_seen=first,
+                last_seen=first + timedelta(minutes=30),
+                site="s1",
+                line="L1",
+                station="st1",
+                stream=cam().key,
+                message="defects on cam1",
+                evidence_key=ev,
+                acknowledged_by="alice" if acked else None,
+                acknowledged_at=acked,
+                resolved_by="bob" if st == "resolved" else None,
+                resolved_at=first + timedelta(hours=1) if st == "resolved" else None,
+                updated_at=now,
+            )
+            .returning(s.T_ALERTS.c.id)
+        ).scalar_one()
+        conn.execute(
+            insert(s.T_ALERT_EVENTS).values(
+                alert_id=aid,
+                action="create",  # type: ignore[attr-defined]
+                actor="edge-W1",
+                at=first,
+            )
+        )
         if acked:
-            conn.execute(insert(s.T_ALERT_EVENTS).values(alert_id=aid, action="ack",  # type: ignore[attr-defined]
-                                                         actor="alice", at=acked, note="on it"))
+            conn.execute(
+                insert(s.T_ALERT_EVENTS).values(
+                    alert_id=aid,
+                    action="ack",  # type: ignore[attr-defined]
+                    actor="alice",
+                    at=acked,
+                    note="on it",
+                )
+            )
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -26,8 +26,16 @@ def test_three_deliveries_from_three_processes_give_one_row_each(
     engine = make_engine(postgres_url)
     cams = [cam(site=site_id, line="L1", station=f"st{i}", name="cam1") for i in range(4)]
     msgs = [verdict(cams[i % 4], i, kind="defect" if i % 50 == 0 else "ok") for i in range(N)]
-    writers = [Writer(f"{site_id}-{x}", db_url=postgres_url, mqtt_url=mosquitto_url,
-                      site=site_id, workdir=tmp_path) for x in "abc"]
+    writers = [
+        Writer(
+            f"{site_id}-{x}",
+            db_url=postgres_url,
+            mqtt_url=mosquitto_url,
+            site=site_id,
+            workdir=tmp_path,
+        )
+        for x in "abc"
+    ]
     pub = MqttTransport(mosquitto_url, f"{site_id}-pub", clean_start=True)
     try:
         for w in writers:
@@ -38,9 +46,15 @@ def test_three_deliveries_from_three_processes_give_one_row_each(
         publish_all(pub, msgs[: N // 5])  # and a fifth of them are published again
         expected = N + N // 5
         for w in writers:
-            wait_for(lambda w=w: w.stat("msg_Verdict") >= expected and w.stat("pending") == 0
-                     and w.stat("acked") >= expected, 180,
-                     what=f"{w.name} to store {expected} deliveries (now {w.stats})")
+            wait_for(
+                lambda w=w: (
+                    w.stat("msg_Verdict") >= expected
+                    and w.stat("pending") == 0
+                    and w.stat("acked") >= expected
+                ),
+                180,
+                what=f"{w.name} to store {expected} deliveries (now {w.stats})",
+            )
         assert count(engine, s.T_FRAMES) == N
         with engine.connect() as conn:
             keys = set(conn.execute(select(s.T_FRAMES.c.frame_key)).scalars())

@@ -50,7 +50,6 @@ def test_dispatcher_repo_api_on_postgres(postgres_url: str) -> None:
         with engine.connect() as c:
             assert repo.max_epoch(c) == 3
             assert repo.latest_assignments(c) == {"W1": (3, ("b",)), "W2": (3, ("a",))}
-            assert [h[:2] for h in repo.assignment_history(c)] == [("W1", 1), ("W1", 3),
-                                                                   ("W2", 3)]
+            assert [h[:2] for h in repo.assignment_history(c)] == [("W1", 1), ("W1", 3), ("W2", 3)]
     finally:
         engine.dispose()

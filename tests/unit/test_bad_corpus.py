@@ -75,9 +75,19 @@ def test_manifest_matches_files() -> None:
     assert len(MANIFEST["files"]) >= 40
     reasons = {c["reason"] for c in MANIFEST["files"].values()}
     reasons |= {c["reason"] for c in MANIFEST["bad_topics"] + MANIFEST["generated"]}
-    for needed in ("bad_json", "json_nan", "json_too_deep", "json_number_too_large",
-                   "json_duplicate_key", "bad_utf8", "bad_id", "bad_topic", "payload_too_large",
-                   "image_truncated", "image_too_large"):
+    for needed in (
+        "bad_json",
+        "json_nan",
+        "json_too_deep",
+        "json_number_too_large",
+        "json_duplicate_key",
+        "bad_utf8",
+        "bad_id",
+        "bad_topic",
+        "payload_too_large",
+        "image_truncated",
+        "image_too_large",
+    ):
         assert needed in reasons
 
 
@@ -139,8 +149,9 @@ def test_pillow_never_imported_by_codecs() -> None:
         "        pass\n"
         "print(sorted(k for k in sys.modules if k == 'PIL' or k.startswith('PIL.')))\n"
     )
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                         timeout=60, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
 
 

@@ -26,6 +26,7 @@ pytestmark = pytest.mark.unit
 
 # ---- waiters --------------------------------------------------------------------------------
 
+
 def test_ack_before_registration_is_not_lost() -> None:
     book = MidBook()
     book.resolve(7, None)  # PUBACK processed before publish() registered mid 7
@@ -63,6 +64,7 @@ def test_waiter_wakes_a_blocked_thread() -> None:
 
 # ---- receipts -------------------------------------------------------------------------------
 
+
 def test_receipt_stable_across_redelivery_in_process() -> None:
     r = Receipts("edge-1")
     first = r.issue(5, "t/a", b"payload", dup=False)
@@ -89,6 +91,7 @@ def test_recycled_mid_with_same_payload_gets_a_new_receipt() -> None:
 
 # ---- filters and ids ------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("good", ["a", "a/b", "+", "#", "a/+/c", "a/#", "+/+/#", "lw/v1/_sys/+"])
 def test_valid_filters(good: str) -> None:
     assert check_filter(good) == good
@@ -107,6 +110,7 @@ def test_component_id() -> None:
 
 
 # ---- transport without a broker -------------------------------------------------------------
+
 
 def test_constructor_does_no_io_and_publish_needs_start() -> None:
     t = MqttTransport("mqtt://user:pw@127.0.0.1:1", "unit-client")
@@ -131,6 +135,7 @@ def test_connect_from_settings() -> None:
 
 
 # ---- liveness -------------------------------------------------------------------------------
+
 
 def test_counter_grows_and_survives_corruption(tmp_path: Path) -> None:
     path = tmp_path / "state" / "edge-1.counter"
@@ -166,8 +171,13 @@ def test_liveness_will_birth_heartbeat_death(tmp_path: Path) -> None:
     wait_for(lambda: len(seen) == 6, 2, what="six status messages")
     statuses = [(WorkerStatus.model_validate_json(m.payload), m) for m in seen]
     assert [(s.state, s.counter) for s, _ in statuses] == [
-        ("online", 1), ("heartbeat", 1), ("offline", 1),
-        ("online", 2), ("heartbeat", 2), ("offline", 2)]
+        ("online", 1),
+        ("heartbeat", 1),
+        ("offline", 1),
+        ("online", 2),
+        ("heartbeat", 2),
+        ("offline", 2),
+    ]
     assert statuses[0][0].capacity_fps == 30.0 and statuses[1][0].queue_depth == 3
     assert first.counter == 1 and second.counter == 2
     retained = hub.retained_for(worker_status_topic("edge-1"))
@@ -182,6 +192,7 @@ def test_liveness_rejects_bad_worker_id(tmp_path: Path) -> None:
 
 
 # ---- embedded broker front door -------------------------------------------------------------
+
 
 def _connect_packet(level: int) -> bytes:
     variable = b"\x00\x04MQTT" + bytes([level, 0x02, 0x00, 0x05])
@@ -224,6 +235,7 @@ def test_broker_cli_options() -> None:
 
 
 # ---- delivery: queue policy, routing, handler errors ----------------------------------------
+
 
 class Published:
     """Records what the delivery layer publishes (dead letters); the broker acks on demand."""
@@ -290,7 +302,7 @@ def test_handler_error_dead_lettered_then_acked() -> None:
     d.register("a/#", broken, 1)
     d.dispatch(_msg("a/b", b"payload-bytes"), lambda: acks.append(1))
     assert stats.snapshot()["handler_errors"] == 1 and acks == []  # not before the DL is safe
-    (topic, body), = pub.sent
+    ((topic, body),) = pub.sent
     dl = DeadLetter.model_validate_json(body)
     assert topic == dead_letter_topic("unit") and dl.reason == "handler_error"
     assert dl.detail.startswith("KeyError") and dl.payload_head == b"payload-bytes"

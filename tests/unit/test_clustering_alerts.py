@@ -20,8 +20,14 @@ def test_new_family_alert_needs_n_members_within_t() -> None:
 
 
 def test_growth_alert_when_rate_jumps_by_factor() -> None:
-    cfg = AlertConfig(new_family_members=1, growth_factor=3.0, growth_window_s=600,
-                      growth_baseline_s=3600, growth_min_members=5, growth_cooldown_s=600)
+    cfg = AlertConfig(
+        new_family_members=1,
+        growth_factor=3.0,
+        growth_window_s=600,
+        growth_baseline_s=3600,
+        growth_min_members=5,
+        growth_cooldown_s=600,
+    )
     t = AlertTracker(cfg)
     ts = 0.0
     for _ in range(12):  # a steady 6 per hour for two hours
@@ -36,14 +42,17 @@ def test_growth_alert_when_rate_jumps_by_factor() -> None:
 
 
 def test_growth_needs_a_full_baseline_and_respects_cooldown() -> None:
-    cfg = AlertConfig(new_family_members=1, growth_window_s=60, growth_baseline_s=600,
-                      growth_min_members=3, growth_cooldown_s=300)
+    cfg = AlertConfig(
+        new_family_members=1,
+        growth_window_s=60,
+        growth_baseline_s=600,
+        growth_min_members=3,
+        growth_cooldown_s=300,
+    )
     t = AlertTracker(cfg)
-    young = [e for i in range(20) for e in t.observe("F2", float(i))
-             if e.kind == "family_growth"]
+    young = [e for i in range(20) for e in t.observe("F2", float(i)) if e.kind == "family_growth"]
     assert young == []  # a young family only gets the new-family alert
-    burst = [e for i in range(20) for e in t.observe("F2", 1000.0 + i)
-             if e.kind == "family_growth"]
+    burst = [e for i in range(20) for e in t.observe("F2", 1000.0 + i) if e.kind == "family_growth"]
     assert len(burst) == 1
 
 

@@ -19,8 +19,9 @@ pytestmark = pytest.mark.unit
 warnings.filterwarnings("ignore", module="sklearn")
 
 
-def _blobs(n: int, dim: int = 16, k: int = 3, seed: int = 0, sep: float = 8.0,
-           start: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def _blobs(
+    n: int, dim: int = 16, k: int = 3, seed: int = 0, sep: float = 8.0, start: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """Well separated Gaussian families in ``dim`` dims; family k-1 starts at ``start``."""
     rng = np.random.default_rng(seed)
     centres = rng.normal(0, sep, (k, dim))
@@ -63,8 +64,12 @@ def test_new_family_mid_stream_gets_new_id_and_alert_within_20_members() -> None
         got = core.assign(v, float(i))
         late_seen += int(label == 2 and i >= 200)
         events = tracker.observe(got.family, float(i))
-        if (label == 2 and got.family not in before and alerted_after is None
-                and any(e.kind == "new_family" and e.family == got.family for e in events)):
+        if (
+            label == 2
+            and got.family not in before
+            and alerted_after is None
+            and any(e.kind == "new_family" and e.family == got.family for e in events)
+        ):
             alerted_after = late_seen
     assert alerted_after is not None and alerted_after <= 20
     late_ids = {core.resolve(f) for f in core.predict(x[y == 2])}
@@ -90,8 +95,15 @@ def test_ids_survive_a_restart(tmp_path: Path) -> None:
     core = ClusterCore(CoreConfig(dim=16))
     _stream(core, x[:200])
     path = tmp_path / "cluster.npz"
-    state.save(core, path, {"alerts": {"F0001": {"first": 0.0, "times": [1.0],
-                                                 "new_alerted": True, "last_growth": None}}})
+    state.save(
+        core,
+        path,
+        {
+            "alerts": {
+                "F0001": {"first": 0.0, "times": [1.0], "new_alerted": True, "last_growth": None}
+            }
+        },
+    )
     again, extra = state.load(path, CoreConfig(dim=16))
     assert extra["alerts"]["F0001"]["new_alerted"] is True
     assert again.predict(x) == core.predict(x)
@@ -112,13 +124,16 @@ def test_restart_with_other_dimension_is_refused(tmp_path: Path) -> None:
         state.load(tmp_path / "bad.npz")
 
 
-@pytest.mark.parametrize(("vec", "reason"), [
-    (np.array([1.0, np.nan, 0.0, 0.0]), "bad_value"),
-    (np.array([1.0, np.inf, 0.0, 0.0]), "bad_value"),
-    (np.array([1e6, 0.0, 0.0, 0.0]), "bad_value"),  # beyond float16, as it travels
-    (np.zeros(5), "wrong_dimension"),
-    (np.zeros((2, 2)), "wrong_dimension"),
-])
+@pytest.mark.parametrize(
+    ("vec", "reason"),
+    [
+        (np.array([1.0, np.nan, 0.0, 0.0]), "bad_value"),
+        (np.array([1.0, np.inf, 0.0, 0.0]), "bad_value"),
+        (np.array([1e6, 0.0, 0.0, 0.0]), "bad_value"),  # beyond float16, as it travels
+        (np.zeros(5), "wrong_dimension"),
+        (np.zeros((2, 2)), "wrong_dimension"),
+    ],
+)
 def test_bad_vectors_are_rejected_without_changing_state(vec: np.ndarray, reason: str) -> None:
     core = ClusterCore(CoreConfig(dim=4))
     core.assign(np.ones(4), 0.0)
@@ -159,8 +174,10 @@ def test_merge_moves_members_and_retires_the_source_id() -> None:
     a, b = sorted(f.id for f in core.active())[:2]
     total = core.families[a].size + core.families[b].size
     changes = core.curate("merge", "bob", 600.0, sources=[b], into=a)
-    assert {(c.family, c.event, c.actor) for c in changes} == {(a, "merged", "bob"),
-                                                              (b, "merged", "bob")}
+    assert {(c.family, c.event, c.actor) for c in changes} == {
+        (a, "merged", "bob"),
+        (b, "merged", "bob"),
+    }
     assert core.families[b].status == "merged" and core.families[b].merged_into == a
     assert core.families[a].size == total
     assert b not in core.predict(x)

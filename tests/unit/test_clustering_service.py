@@ -34,16 +34,28 @@ CAM = StreamRef.camera("s1", "L2", "st1", "cam1")
 
 def _settings(tmp_path: Path, **kw: object) -> ClusterSettings:
     base: dict[str, object] = {
-        "data_dir": tmp_path, "cluster_dim": DIM, "cluster_refit_every": 64,
-        "alert_new_family_members": 4, "cluster_update_interval_s": 0.0}
+        "data_dir": tmp_path,
+        "cluster_dim": DIM,
+        "cluster_refit_every": 64,
+        "alert_new_family_members": 4,
+        "cluster_update_interval_s": 0.0,
+    }
     return ClusterSettings(**(base | kw))  # type: ignore[arg-type]
 
 
-def _features(i: int, vec: np.ndarray, *, dim: int = DIM, raw: bytes | None = None,
-              verdict: str = "anomaly") -> bytes:
-    msg = Features(stream=CAM.key, key=f"{CAM.key}#0:{i}", worker="w1", ts=utcnow(), dim=dim,
-                   embedding=raw if raw is not None else codecs.embedding_to_bytes(vec),
-                   verdict=verdict, predicted_class="scratch")  # type: ignore[arg-type]
+def _features(
+    i: int, vec: np.ndarray, *, dim: int = DIM, raw: bytes | None = None, verdict: str = "anomaly"
+) -> bytes:
+    msg = Features(
+        stream=CAM.key,
+        key=f"{CAM.key}#0:{i}",
+        worker="w1",
+        ts=utcnow(),
+        dim=dim,
+        embedding=raw if raw is not None else codecs.embedding_to_bytes(vec),
+        verdict=verdict,
+        predicted_class="scratch",
+    )  # type: ignore[arg-type]
     return codecs.encode(msg)
 
 
@@ -97,14 +109,16 @@ def test_features_in_frame_family_update_and_new_family_alert_out(bus) -> None:
     x, _ = _vectors(40)
     for i, v in enumerate(x):
         pub.publish(features_topic(CAM), _features(i, v))
-    frames = wait_for(lambda: len(sink.of(FrameFamily)) == 40 and sink.of(FrameFamily),
-                      what="40 frame families")
+    frames = wait_for(
+        lambda: len(sink.of(FrameFamily)) == 40 and sink.of(FrameFamily), what="40 frame families"
+    )
     assert {f.key for f in frames} == {f"{CAM.key}#0:{i}" for i in range(40)}
     assert all(f.stream == CAM.key for f in frames)
     updates = sink.of(FamilyUpdate)
     assert any(u.event == "created" for u in updates)
-    alerts = wait_for(lambda: [a for a in sink.of(Alert) if a.kind == "new_family"],
-                      what="new-family alert")
+    alerts = wait_for(
+        lambda: [a for a in sink.of(Alert) if a.kind == "new_family"], what="new-family alert"
+    )
     a = alerts[0]
     assert (a.site, a.line, a.station, a.family) == ("s1", "L2", "st1", a.family)
     assert a.family in {f.family for f in frames}
@@ -116,13 +130,19 @@ def test_bad_vectors_are_dead_lettered_with_reason(bus) -> None:
     nan = np.full(DIM, np.nan, dtype="<f2").tobytes()
     pub.publish(features_topic(CAM), _features(1, np.zeros(DIM), raw=nan))
     pub.publish(features_topic(CAM), _features(2, np.zeros(8), dim=8))
-    pub.publish(features_topic(CAM), _features(3, np.zeros(DIM), dim=DIM,
-                                               raw=b"\x00" * (2 * DIM - 2)))
+    pub.publish(
+        features_topic(CAM), _features(3, np.zeros(DIM), dim=DIM, raw=b"\x00" * (2 * DIM - 2))
+    )
     pub.publish(features_topic(CAM), b"{not json")
-    dls = wait_for(lambda: len(sink.of(DeadLetter)) == 4 and sink.of(DeadLetter),
-                   what="four dead letters")
-    assert sorted(d.reason for d in dls) == ["bad_json", "bad_value", "wrong_dimension",
-                                             "wrong_dimension"]
+    dls = wait_for(
+        lambda: len(sink.of(DeadLetter)) == 4 and sink.of(DeadLetter), what="four dead letters"
+    )
+    assert sorted(d.reason for d in dls) == [
+        "bad_json",
+        "bad_value",
+        "wrong_dimension",
+        "wrong_dimension",
+    ]
     assert all(d.component == "cluster" for d in dls)
     assert sink.of(FrameFamily) == [] and service.core.seen == 0
 
@@ -165,8 +185,7 @@ def test_input_is_acked_only_after_outputs_are_acknowledged(tmp_path: Path) -> N
     t = HeldTransport(hub, "cluster-1")
     service = ClusterService(t, _settings(tmp_path, cluster_publish_timeout_s=5.0))
     acked = threading.Event()
-    msg = Inbound(topic=features_topic(CAM), payload=_features(1, np.ones(DIM)),
-                  ack=acked.set)
+    msg = Inbound(topic=features_topic(CAM), payload=_features(1, np.ones(DIM)), ack=acked.set)
     worker = threading.Thread(target=service.on_features, args=(msg,))
     worker.start()
     try:
@@ -184,12 +203,14 @@ def test_unacknowledged_outputs_leave_input_unacked(tmp_path: Path) -> None:
     t = HeldTransport(LoopbackHub(), "cluster-1")
     service = ClusterService(t, _settings(tmp_path, cluster_publish_timeout_s=0.05))
     acked = threading.Event()
-    service.on_features(Inbound(topic=features_topic(CAM), payload=_features(1, np.ones(DIM)),
-                                ack=acked.set))
+    service.on_features(
+        Inbound(topic=features_topic(CAM), payload=_features(1, np.ones(DIM)), ack=acked.set)
+    )
     assert not acked.is_set() and service.counters["unacked_errors"] == 1
     t.release.set()  # the redelivery republishes the same decision, counted once
-    service.on_features(Inbound(topic=features_topic(CAM), payload=_features(1, np.ones(DIM)),
-                                ack=acked.set))
+    service.on_features(
+        Inbound(topic=features_topic(CAM), payload=_features(1, np.ones(DIM)), ack=acked.set)
+    )
     assert acked.is_set() and service.core.seen == 1
 
 
@@ -208,9 +229,11 @@ def test_restart_keeps_ids_and_curation_is_published_with_actor(tmp_path: Path) 
     fid = second.core.active()[0].id
     updates = second.curate("rename", "alice", family=fid, name="dent")
     assert [(u.family, u.event, u.actor, u.name) for u in updates] == [
-        (fid, "renamed", "alice", "dent")]
-    wait_for(lambda: any(u.event == "renamed" for u in sink.of(FamilyUpdate)),
-             what="rename published")
+        (fid, "renamed", "alice", "dent")
+    ]
+    wait_for(
+        lambda: any(u.event == "renamed" for u in sink.of(FamilyUpdate)), what="rename published"
+    )
     third = ClusterService(LoopbackTransport(hub, "c1"), _settings(tmp_path))
     third.load()
     assert third.core.families[fid].name == "dent"
@@ -233,8 +256,10 @@ def test_merge_and_split_are_published_and_grew_is_throttled(tmp_path: Path) -> 
     assert len({u.family for u in grew_before}) <= len(fams)  # one per family per minute
     now[0] += 61.0
     service.tick()  # the due growth updates go out on the tick
-    wait_for(lambda: len([u for u in sink.of(FamilyUpdate) if u.event == "grew"])
-             > len(grew_before), what="grew flushed by tick")
+    wait_for(
+        lambda: len([u for u in sink.of(FamilyUpdate) if u.event == "grew"]) > len(grew_before),
+        what="grew flushed by tick",
+    )
     merged = service.curate("merge", "bob", sources=[fams[1]], into=fams[0])
     by_family = {u.family: u for u in merged}
     assert by_family[fams[1]].status == "merged" and by_family[fams[1]].merged_into == fams[0]

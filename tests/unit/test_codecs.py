@@ -68,56 +68,202 @@ def output_samples() -> list[tuple[str, Msg]]:
     """One instance of every JSON output message, on its topic."""
     emb = codecs.embedding_to_bytes(np.linspace(-1, 1, 16, dtype=np.float32))
     return [
-        (topics.verdict_topic(CAM), Verdict(
-            stream=CAM.key, key="k1", seq=5, epoch=2, worker="w1", captured_at=T0,
-            received_at=T0, decided_at=T0 + timedelta(milliseconds=7), verdict="defect",
-            defect_score=0.93, novelty_score=1.5e-3, predicted_class="scratch",
-            model_version="resnet50-int8@abc", latency_ms=6.25, part="PN-1.2")),
-        (topics.features_topic(CAM), Features(
-            stream=CAM.key, key="k1", epoch=1, worker="w1", ts=T0, dim=16, embedding=emb,
-            verdict="anomaly", predicted_class="good")),
-        (topics.frame_family_topic(CAM), FrameFamily(
-            stream=CAM.key, key="k1", family="fam-7", distance=0.25, is_new=True, ts=T0)),
-        (topics.family_topic("fam-7"), FamilyUpdate(
-            family="fam-7", name="scratch near edge", event="grew", size=12, first_seen=T0,
-            last_seen=T0, rate_per_hour=3.5, actor="op1", ts=T0)),
-        (topics.alert_topic("plant1", "line-2", "st_3"), Alert(
-            event_id="e1", kind="defect", severity="major", site="plant1", line="line-2",
-            station="st_3", stream=CAM.key, frame_key="k1", message="defect: scratch 0.93",
-            thumbnail=JPEG[:500] + b"\x00\xff", worker="w1", epoch=3, ts=T0)),
-        (topics.sensor_anomaly_topic(TEMP), SensorAnomaly(
-            stream=TEMP.key, key="t#0:9", seq=9, ts=T0, value=99.5, kind="zscore", score=6.1,
-            detail="z=6.1", worker="w1", epoch=1)),
-        (topics.readings_topic(TEMP), ReadingsBatch(
-            stream=TEMP.key, worker="w1", epoch=1, readings=(
-                StoredReading(key="a", seq=1, ts=T0, value=1.5, unit="C"),
-                StoredReading(key="b", ts=T0, value=-2.0)))),
-        (topics.gap_topic(CAM), Gap(
-            key="g1", stream=CAM.key, reason="missing", from_seq=3, to_seq=4, count=2,
-            worker="w1", ts=T0)),
-        (topics.gap_topic(TEMP), Gap(key="g2", stream=TEMP.key, reason="shed", worker="w1",
-                                     ts=T0)),
-        (topics.worker_status_topic("w1"), WorkerStatus(
-            worker="w1", role="edge", state="online", counter=4, ts=T0, host="h", pid=12,
-            capacity_fps=120.5, labels={"zone": "a"}, streams=(CAM.key,), epoch=2)),
-        (topics.assignment_topic("w1"), Assignment(
-            worker="w1", epoch=9, streams=(CAM.key,), rates={CAM.key: 0.5}, dispatcher="d1",
-            ts=T0)),
-        (topics.threshold_control_topic(CAM), ThresholdControl(
-            stream=CAM.key, defect_threshold=0.8, actor="op1", reason="too many alarms",
-            request_id="r1")),
-        (topics.threshold_change_topic(CAM), ThresholdChange(
-            key="c1", stream=CAM.key, defect_threshold=0.8, novelty_threshold=2.0,
-            previous_defect_threshold=0.7, actor="op1", worker="w1", ts=T0)),
-        (topics.dead_letter_topic("edge-1"), DeadLetter(
-            key="d1", component="edge-1", topic="lw/v1/x", reason="bad_json", detail="x",
-            payload_size=3, payload_head=b"\x00{\xff", ts=T0)),
-        (topics.dispatch_decision_topic(), DispatchDecision(
-            decision_id="x1", dispatcher="d1", trigger="worker_dead", before={CAM.key: "w1"},
-            after={CAM.key: "w2"}, cost_before=2.0, cost_after=1.5, solve_ms=3.0,
-            optimal=True, epochs={"w2": 4}, ts=T0)),
-        (topics.family_control_topic(), FamilyControl(
-            request_id="r2", op="merge", family="F2", into="F1", actor="op1", ts=T0)),
+        (
+            topics.verdict_topic(CAM),
+            Verdict(
+                stream=CAM.key,
+                key="k1",
+                seq=5,
+                epoch=2,
+                worker="w1",
+                captured_at=T0,
+                received_at=T0,
+                decided_at=T0 + timedelta(milliseconds=7),
+                verdict="defect",
+                defect_score=0.93,
+                novelty_score=1.5e-3,
+                predicted_class="scratch",
+                model_version="resnet50-int8@abc",
+                latency_ms=6.25,
+                part="PN-1.2",
+            ),
+        ),
+        (
+            topics.features_topic(CAM),
+            Features(
+                stream=CAM.key,
+                key="k1",
+                epoch=1,
+                worker="w1",
+                ts=T0,
+                dim=16,
+                embedding=emb,
+                verdict="anomaly",
+                predicted_class="good",
+            ),
+        ),
+        (
+            topics.frame_family_topic(CAM),
+            FrameFamily(
+                stream=CAM.key, key="k1", family="fam-7", distance=0.25, is_new=True, ts=T0
+            ),
+        ),
+        (
+            topics.family_topic("fam-7"),
+            FamilyUpdate(
+                family="fam-7",
+                name="scratch near edge",
+                event="grew",
+                size=12,
+                first_seen=T0,
+                last_seen=T0,
+                rate_per_hour=3.5,
+                actor="op1",
+                ts=T0,
+            ),
+        ),
+        (
+            topics.alert_topic("plant1", "line-2", "st_3"),
+            Alert(
+                event_id="e1",
+                kind="defect",
+                severity="major",
+                site="plant1",
+                line="line-2",
+                station="st_3",
+                stream=CAM.key,
+                frame_key="k1",
+                message="defect: scratch 0.93",
+                thumbnail=JPEG[:500] + b"\x00\xff",
+                worker="w1",
+                epoch=3,
+                ts=T0,
+            ),
+        ),
+        (
+            topics.sensor_anomaly_topic(TEMP),
+            SensorAnomaly(
+                stream=TEMP.key,
+                key="t#0:9",
+                seq=9,
+                ts=T0,
+                value=99.5,
+                kind="zscore",
+                score=6.1,
+                detail="z=6.1",
+                worker="w1",
+                epoch=1,
+            ),
+        ),
+        (
+            topics.readings_topic(TEMP),
+            ReadingsBatch(
+                stream=TEMP.key,
+                worker="w1",
+                epoch=1,
+                readings=(
+                    StoredReading(key="a", seq=1, ts=T0, value=1.5, unit="C"),
+                    StoredReading(key="b", ts=T0, value=-2.0),
+                ),
+            ),
+        ),
+        (
+            topics.gap_topic(CAM),
+            Gap(
+                key="g1",
+                stream=CAM.key,
+                reason="missing",
+                from_seq=3,
+                to_seq=4,
+                count=2,
+                worker="w1",
+                ts=T0,
+            ),
+        ),
+        (topics.gap_topic(TEMP), Gap(key="g2", stream=TEMP.key, reason="shed", worker="w1", ts=T0)),
+        (
+            topics.worker_status_topic("w1"),
+            WorkerStatus(
+                worker="w1",
+                role="edge",
+                state="online",
+                counter=4,
+                ts=T0,
+                host="h",
+                pid=12,
+                capacity_fps=120.5,
+                labels={"zone": "a"},
+                streams=(CAM.key,),
+                epoch=2,
+            ),
+        ),
+        (
+            topics.assignment_topic("w1"),
+            Assignment(
+                worker="w1",
+                epoch=9,
+                streams=(CAM.key,),
+                rates={CAM.key: 0.5},
+                dispatcher="d1",
+                ts=T0,
+            ),
+        ),
+        (
+            topics.threshold_control_topic(CAM),
+            ThresholdControl(
+                stream=CAM.key,
+                defect_threshold=0.8,
+                actor="op1",
+                reason="too many alarms",
+                request_id="r1",
+            ),
+        ),
+        (
+            topics.threshold_change_topic(CAM),
+            ThresholdChange(
+                key="c1",
+                stream=CAM.key,
+                defect_threshold=0.8,
+                novelty_threshold=2.0,
+                previous_defect_threshold=0.7,
+                actor="op1",
+                worker="w1",
+                ts=T0,
+            ),
+        ),
+        (
+            topics.dead_letter_topic("edge-1"),
+            DeadLetter(
+                key="d1",
+                component="edge-1",
+                topic="lw/v1/x",
+                reason="bad_json",
+                detail="x",
+                payload_size=3,
+                payload_head=b"\x00{\xff",
+                ts=T0,
+            ),
+        ),
+        (
+            topics.dispatch_decision_topic(),
+            DispatchDecision(
+                decision_id="x1",
+                dispatcher="d1",
+                trigger="worker_dead",
+                before={CAM.key: "w1"},
+                after={CAM.key: "w2"},
+                cost_before=2.0,
+                cost_after=1.5,
+                solve_ms=3.0,
+                optimal=True,
+                epochs={"w2": 4},
+                ts=T0,
+            ),
+        ),
+        (
+            topics.family_control_topic(),
+            FamilyControl(request_id="r2", op="merge", family="F2", into="F1", actor="op1", ts=T0),
+        ),
     ]
 
 
@@ -145,8 +291,10 @@ def test_bytes_fields_are_base64() -> None:
     obj = json.loads(encode(alert))
     assert base64.urlsafe_b64decode(obj["thumbnail"]) == alert.thumbnail
     assert len(obj["thumbnail"]) % 4 == 0
-    for text in (base64.b64encode(alert.thumbnail).decode(),
-                 base64.urlsafe_b64encode(alert.thumbnail).decode().rstrip("=")):
+    for text in (
+        base64.b64encode(alert.thumbnail).decode(),
+        base64.urlsafe_b64encode(alert.thumbnail).decode().rstrip("="),
+    ):
         obj["thumbnail"] = text
         assert decode_output(topic, json.dumps(obj).encode()) == alert
 
@@ -158,15 +306,18 @@ def test_output_unknown_fields_ignored() -> None:
     assert decode_output(topic, json.dumps(obj).encode()) == msg
 
 
-@pytest.mark.parametrize(("mutate", "want"), [
-    (lambda o: o.pop("worker"), "bad_schema"),
-    (lambda o: o.update(verdict="maybe"), "bad_schema"),
-    (lambda o: o.update(seq="x"), "bad_schema"),
-    (lambda o: o.update(latency_ms="fast"), "bad_schema"),
-    (lambda o: o.update(worker="w/1"), "bad_schema"),
-    (lambda o: o.update(stream="plant1/line-2/st_3/camera/other"), "topic_mismatch"),
-    (lambda o: o.update(stream="garbage"), "topic_mismatch"),
-])
+@pytest.mark.parametrize(
+    ("mutate", "want"),
+    [
+        (lambda o: o.pop("worker"), "bad_schema"),
+        (lambda o: o.update(verdict="maybe"), "bad_schema"),
+        (lambda o: o.update(seq="x"), "bad_schema"),
+        (lambda o: o.update(latency_ms="fast"), "bad_schema"),
+        (lambda o: o.update(worker="w/1"), "bad_schema"),
+        (lambda o: o.update(stream="plant1/line-2/st_3/camera/other"), "topic_mismatch"),
+        (lambda o: o.update(stream="garbage"), "topic_mismatch"),
+    ],
+)
 def test_output_schema_errors(mutate: object, want: str) -> None:
     topic, msg = SAMPLES[0]
     obj = json.loads(encode(msg))
@@ -191,14 +342,17 @@ def test_short_stream_form_matches_topic() -> None:
     assert decode_output(topic, json.dumps(obj).encode()).stream == obj["stream"]  # type: ignore[attr-defined]
 
 
-@pytest.mark.parametrize(("topic", "body"), [
-    (topics.worker_status_topic("w2"), SAMPLES[9][1]),
-    (topics.assignment_topic("w2"), SAMPLES[10][1]),
-    (topics.family_topic("fam-8"), SAMPLES[3][1]),
-    (topics.dead_letter_topic("other"), SAMPLES[13][1]),
-    (topics.alert_topic("plant1", "line-2", "st_9"), SAMPLES[4][1]),
-    (topics.gap_topic(TEMP), SAMPLES[7][1]),
-])
+@pytest.mark.parametrize(
+    ("topic", "body"),
+    [
+        (topics.worker_status_topic("w2"), SAMPLES[9][1]),
+        (topics.assignment_topic("w2"), SAMPLES[10][1]),
+        (topics.family_topic("fam-8"), SAMPLES[3][1]),
+        (topics.dead_letter_topic("other"), SAMPLES[13][1]),
+        (topics.alert_topic("plant1", "line-2", "st_9"), SAMPLES[4][1]),
+        (topics.gap_topic(TEMP), SAMPLES[7][1]),
+    ],
+)
 def test_output_ids_must_match_topic(topic: str, body: Msg) -> None:
     with pytest.raises(Rejected) as info:
         decode_output(topic, encode(body))
@@ -227,6 +381,7 @@ def test_output_size_limit() -> None:
 
 # ---- frames -----------------------------------------------------------------------------------
 
+
 def test_raw_jpeg_without_properties() -> None:
     f = decode_input(FRAME_T, JPEG, receipt="r-1")
     assert isinstance(f, FrameIn)
@@ -236,8 +391,13 @@ def test_raw_jpeg_without_properties() -> None:
 
 
 def test_raw_png_with_properties() -> None:
-    props = {"seq": "42", "ts": "2026-03-01T09:00:00.5+01:00", "part": "PN-77.a:1",
-             "epoch": "3", "other": "ignored"}
+    props = {
+        "seq": "42",
+        "ts": "2026-03-01T09:00:00.5+01:00",
+        "part": "PN-77.a:1",
+        "epoch": "3",
+        "other": "ignored",
+    }
     f = decode_input(FRAME_T, bytearray(PNG), props, "r")
     assert (f.encoding, f.width, f.height) == ("png", 40, 30)  # type: ignore[union-attr]
     assert f.key == f"{CAM.key}#3:42" and f.seq == 42 and f.pub_epoch == 3  # type: ignore[union-attr]
@@ -255,10 +415,22 @@ def test_no_receipt_means_unique_keys() -> None:
     assert a.key != b.key and "#r:" in a.key
 
 
-@pytest.mark.parametrize("props", [{"seq": "-1"}, {"seq": "1.0"}, {"seq": "x"}, {"seq": ""},
-                                   {"seq": "99999999999999999999"}, {"epoch": "+1"},
-                                   {"ts": "yesterday"}, {"ts": "2026-03-01T09:00:00"},
-                                   {"part": "a b"}, {"part": "p" * 65}, {"seq": " 1"}])
+@pytest.mark.parametrize(
+    "props",
+    [
+        {"seq": "-1"},
+        {"seq": "1.0"},
+        {"seq": "x"},
+        {"seq": ""},
+        {"seq": "99999999999999999999"},
+        {"epoch": "+1"},
+        {"ts": "yesterday"},
+        {"ts": "2026-03-01T09:00:00"},
+        {"part": "a b"},
+        {"part": "p" * 65},
+        {"seq": " 1"},
+    ],
+)
 def test_bad_frame_properties(props: dict[str, str]) -> None:
     with pytest.raises(Rejected) as info:
         decode_input(FRAME_T, JPEG, props)
@@ -273,37 +445,57 @@ def test_frame_timestamp_out_of_range(ts: str) -> None:
 
 
 def _env(**kw: object) -> bytes:
-    body: dict[str, object] = {"seq": 7, "encoding": "jpeg",
-                               "image": base64.b64encode(JPEG).decode()}
+    body: dict[str, object] = {
+        "seq": 7,
+        "encoding": "jpeg",
+        "image": base64.b64encode(JPEG).decode(),
+    }
     body.update(kw)
     return json.dumps(body).encode()
 
 
 def test_json_envelope() -> None:
-    f = decode_input(FRAME_T, b"  \n" + _env(ts=1772352000000, part="P1", epoch=4, extra=[1]),
-                     {"seq": "999"}, "r")
+    f = decode_input(
+        FRAME_T,
+        b"  \n" + _env(ts=1772352000000, part="P1", epoch=4, extra=[1]),
+        {"seq": "999"},
+        "r",
+    )
     assert isinstance(f, FrameIn)
     assert f.key == f"{CAM.key}#4:7" and f.seq == 7 and f.part == "P1"
     assert f.captured_at == datetime(2026, 3, 1, 8, 0, tzinfo=UTC) and f.image == JPEG
-    png_env = _env(encoding="png", image=base64.b64encode(PNG).decode(),
-                   ts="2026-03-01T08:00:00Z")
+    png_env = _env(encoding="png", image=base64.b64encode(PNG).decode(), ts="2026-03-01T08:00:00Z")
     assert decode_input(FRAME_T, png_env).width == 40  # type: ignore[union-attr]
 
 
-@pytest.mark.parametrize(("env", "want"), [
-    (_env(seq=None), "bad_schema"), (json.dumps({"seq": 1}).encode(), "bad_schema"),
-    (_env(seq=True), "bad_schema"), (_env(seq=1.5), "bad_schema"), (_env(seq=-3), "bad_schema"),
-    (_env(seq="7"), "bad_schema"), (_env(epoch="x"), "bad_schema"),
-    (_env(encoding="png"), "bad_image"), (_env(encoding="gif"), "unsupported_encoding"),
-    (_env(encoding=3), "bad_schema"), (_env(image=123), "bad_schema"),
-    (_env(image="not base64!"), "bad_schema"), (_env(image="QUJD\nREVG"), "bad_schema"),
-    (_env(image="QUJ"), "bad_schema"), (_env(image=""), "bad_image"),
-    (_env(image=base64.b64encode(JPEG[:-50]).decode()), "image_truncated"),
-    (_env(ts="2026-13-01T00:00:00Z"), "bad_schema"), (_env(ts=True), "bad_schema"),
-    (_env(ts=946684799999), "bad_value"), (_env(part=5), "bad_schema"),
-    (b"{\"seq\": 1", "bad_json"), (b"{\"seq\": NaN}", "json_nan"),
-    (b'{"seq": 1, "seq": 2}', "json_duplicate_key"),
-])
+@pytest.mark.parametrize(
+    ("env", "want"),
+    [
+        (_env(seq=None), "bad_schema"),
+        (json.dumps({"seq": 1}).encode(), "bad_schema"),
+        (_env(seq=True), "bad_schema"),
+        (_env(seq=1.5), "bad_schema"),
+        (_env(seq=-3), "bad_schema"),
+        (_env(seq="7"), "bad_schema"),
+        (_env(epoch="x"), "bad_schema"),
+        (_env(encoding="png"), "bad_image"),
+        (_env(encoding="gif"), "unsupported_encoding"),
+        (_env(encoding=3), "bad_schema"),
+        (_env(image=123), "bad_schema"),
+        (_env(image="not base64!"), "bad_schema"),
+        (_env(image="QUJD\nREVG"), "bad_schema"),
+        (_env(image="QUJ"), "bad_schema"),
+        (_env(image=""), "bad_image"),
+        (_env(image=base64.b64encode(JPEG[:-50]).decode()), "image_truncated"),
+        (_env(ts="2026-13-01T00:00:00Z"), "bad_schema"),
+        (_env(ts=True), "bad_schema"),
+        (_env(ts=946684799999), "bad_value"),
+        (_env(part=5), "bad_schema"),
+        (b'{"seq": 1', "bad_json"),
+        (b'{"seq": NaN}', "json_nan"),
+        (b'{"seq": 1, "seq": 2}', "json_duplicate_key"),
+    ],
+)
 def test_bad_envelopes(env: bytes, want: str) -> None:
     with pytest.raises(Rejected) as info:
         decode_input(FRAME_T, env)
@@ -332,15 +524,26 @@ def test_image_limits_apply() -> None:
 
 # ---- sensors ----------------------------------------------------------------------------------
 
+
 def _sensor(payload: bytes, props: dict[str, str] | None = None) -> SensorIn:
     out = decode_input(SENSOR_T, payload, props or {}, receipt="rcpt")
     assert isinstance(out, SensorIn) and out.stream == TEMP
     return out
 
 
-@pytest.mark.parametrize(("text", "value"), [(b"23.5", 23.5), (b"  -4\r\n", -4.0), (b"1e3", 1e3),
-                                             (b"+0.5", 0.5), (b".5", 0.5), (b"7.", 7.0),
-                                             (b"0", 0.0), (b"1E-3", 1e-3)])
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        (b"23.5", 23.5),
+        (b"  -4\r\n", -4.0),
+        (b"1e3", 1e3),
+        (b"+0.5", 0.5),
+        (b".5", 0.5),
+        (b"7.", 7.0),
+        (b"0", 0.0),
+        (b"1E-3", 1e-3),
+    ],
+)
 def test_bare_numbers(text: bytes, value: float) -> None:
     s = _sensor(text)
     assert s.key == frame_key(TEMP, None, 0, "rcpt") and s.pub_epoch == 0
@@ -364,8 +567,11 @@ def test_json_object() -> None:
 
 
 def test_readings_batch() -> None:
-    body = {"epoch": 5, "readings": [{"seq": i, "value": i / 2} for i in range(100)]
-            + [{"value": 1.0}, {"value": 2, "ts": "2026-03-01T08:00:00+00:00"}]}
+    body = {
+        "epoch": 5,
+        "readings": [{"seq": i, "value": i / 2} for i in range(100)]
+        + [{"value": 1.0}, {"value": 2, "ts": "2026-03-01T08:00:00+00:00"}],
+    }
     s = _sensor(json.dumps(body).encode())
     assert len(s.readings) == 102 and s.pub_epoch == 5
     keys = [codecs.reading_key(s, i, r) for i, r in enumerate(s.readings)]
@@ -382,29 +588,52 @@ def test_readings_limit() -> None:
     assert len(_sensor(f'{{"readings":[{ok}]}}'.encode()).readings) == 10
 
 
-@pytest.mark.parametrize(("payload", "want"), [
-    (b"nan", "bad_value"), (b"NaN", "bad_value"), (b"-inf", "bad_value"),
-    (b"Infinity", "bad_value"), (b"1e999", "bad_value"), (b"-1e400", "bad_value"),
-    (b'{"value": 1e999}', "bad_value"), (b'{"value": NaN}', "json_nan"),
-    (b'{"value": -Infinity}', "json_nan"), (b"true", "bad_schema"), (b"false", "bad_schema"),
-    (b"null", "bad_schema"), (b'"23.5"', "bad_schema"), (b'{"value": true}', "bad_schema"),
-    (b'{"value": "1"}', "bad_schema"), (b'{"value": null}', "bad_schema"),
-    (b"{}", "bad_schema"), (b'{"unit": "C"}', "bad_schema"), (b"[1, 2]", "bad_schema"),
-    (b'{"readings": []}', "bad_schema"), (b'{"readings": {}}', "bad_schema"),
-    (b'{"readings": [1]}', "bad_schema"), (b'{"readings": [{"value": 1}], "value": 1}',
-                                           "bad_schema"),
-    (b'{"readings": [{"value": 1, "seq": 1}, {"value": 2, "seq": 1}]}', "bad_schema"),
-    (b'{"readings": [{"value": 1}, {"value": "x"}]}', "bad_schema"),
-    (b'{"value": 1, "seq": -1}', "bad_schema"), (b'{"value": 1, "unit": ""}', "bad_schema"),
-    (b'{"value": 1, "unit": "a\\tb"}', "bad_schema"), (b'{"value": 1, "epoch": 1.5}',
-                                                       "bad_schema"),
-    (b'{"value": 1, "ts": "2026-03-01"}', "bad_schema"),
-    (b'{"value": 1, "ts": "2999-03-01T00:00:00Z"}', "bad_value"),
-    (b'{"value": 1, "ts": -5}', "bad_value"), (b'{"value": 1', "bad_json"),
-    (b"abc", "bad_schema"), (b"", "bad_schema"), (b"1_000", "bad_schema"), (b"23,5", "bad_schema"),
-    (b"0x10", "bad_schema"), (b"\xff", "bad_utf8"), (b"9" * 41, "json_number_too_large"),
-    (b'{"value": ' + b"1" * 21 + b"}", "json_number_too_large"),
-])
+@pytest.mark.parametrize(
+    ("payload", "want"),
+    [
+        (b"nan", "bad_value"),
+        (b"NaN", "bad_value"),
+        (b"-inf", "bad_value"),
+        (b"Infinity", "bad_value"),
+        (b"1e999", "bad_value"),
+        (b"-1e400", "bad_value"),
+        (b'{"value": 1e999}', "bad_value"),
+        (b'{"value": NaN}', "json_nan"),
+        (b'{"value": -Infinity}', "json_nan"),
+        (b"true", "bad_schema"),
+        (b"false", "bad_schema"),
+        (b"null", "bad_schema"),
+        (b'"23.5"', "bad_schema"),
+        (b'{"value": true}', "bad_schema"),
+        (b'{"value": "1"}', "bad_schema"),
+        (b'{"value": null}', "bad_schema"),
+        (b"{}", "bad_schema"),
+        (b'{"unit": "C"}', "bad_schema"),
+        (b"[1, 2]", "bad_schema"),
+        (b'{"readings": []}', "bad_schema"),
+        (b'{"readings": {}}', "bad_schema"),
+        (b'{"readings": [1]}', "bad_schema"),
+        (b'{"readings": [{"value": 1}], "value": 1}', "bad_schema"),
+        (b'{"readings": [{"value": 1, "seq": 1}, {"value": 2, "seq": 1}]}', "bad_schema"),
+        (b'{"readings": [{"value": 1}, {"value": "x"}]}', "bad_schema"),
+        (b'{"value": 1, "seq": -1}', "bad_schema"),
+        (b'{"value": 1, "unit": ""}', "bad_schema"),
+        (b'{"value": 1, "unit": "a\\tb"}', "bad_schema"),
+        (b'{"value": 1, "epoch": 1.5}', "bad_schema"),
+        (b'{"value": 1, "ts": "2026-03-01"}', "bad_schema"),
+        (b'{"value": 1, "ts": "2999-03-01T00:00:00Z"}', "bad_value"),
+        (b'{"value": 1, "ts": -5}', "bad_value"),
+        (b'{"value": 1', "bad_json"),
+        (b"abc", "bad_schema"),
+        (b"", "bad_schema"),
+        (b"1_000", "bad_schema"),
+        (b"23,5", "bad_schema"),
+        (b"0x10", "bad_schema"),
+        (b"\xff", "bad_utf8"),
+        (b"9" * 41, "json_number_too_large"),
+        (b'{"value": ' + b"1" * 21 + b"}", "json_number_too_large"),
+    ],
+)
 def test_bad_sensor_payloads(payload: bytes, want: str) -> None:
     with pytest.raises(Rejected) as info:
         decode_input(SENSOR_T, payload)
@@ -439,6 +668,7 @@ def test_reserved_site() -> None:
 
 
 # ---- rejections, dead letters, embeddings -----------------------------------------------------
+
 
 def test_future_limit_uses_receive_time() -> None:
     now = datetime(2026, 3, 1, tzinfo=UTC)
@@ -479,7 +709,11 @@ def test_dead_letter() -> None:
     err = Rejected("bad_image", "not a JPEG")
     letter = codecs.dead_letter("edge-1", FRAME_T, payload, err)
     assert (letter.component, letter.topic, letter.reason, letter.detail) == (
-        "edge-1", FRAME_T, "bad_image", "not a JPEG")
+        "edge-1",
+        FRAME_T,
+        "bad_image",
+        "not a JPEG",
+    )
     assert letter.payload_size == 256 and letter.payload_head == payload[:64]
     assert decode_output(topics.dead_letter_topic("edge-1"), encode(letter)) == letter
     again = codecs.dead_letter("edge-1", FRAME_T, payload, err)
@@ -490,8 +724,9 @@ def test_dead_letter() -> None:
 
 
 def test_dead_letter_sanitises() -> None:
-    letter = codecs.dead_letter("bad comp/\x00", "lw/v1/a\x00b\ud800", b"",
-                                Rejected("bad_topic", "d\x00"))
+    letter = codecs.dead_letter(
+        "bad comp/\x00", "lw/v1/a\x00b\ud800", b"", Rejected("bad_topic", "d\x00")
+    )
     assert letter.component == "bad_comp__"
     assert "\x00" not in letter.topic + letter.detail
     letter.topic.encode("utf-8")
@@ -531,8 +766,12 @@ def test_speed() -> None:
         jpg, quality = buf.getvalue(), quality + 1
     assert len(jpg) >= 40_000
     n = 300
-    t_in = min(timeit.repeat(lambda: decode_input(FRAME_T, jpg, {"seq": "1"}, "r"),
-                             number=n, repeat=3)) / n
+    t_in = (
+        min(
+            timeit.repeat(lambda: decode_input(FRAME_T, jpg, {"seq": "1"}, "r"), number=n, repeat=3)
+        )
+        / n
+    )
     topic, verdict = SAMPLES[0]
     data = encode(verdict)
     t_enc = min(timeit.repeat(lambda: encode(verdict), number=n, repeat=3)) / n
@@ -556,7 +795,7 @@ def test_contract_names_every_output_field() -> None:
 
 
 def test_contract_lists_every_reason_code() -> None:
-    table = CONTRACT[CONTRACT.index("| reason | meaning |"):]
+    table = CONTRACT[CONTRACT.index("| reason | meaning |") :]
     documented = set(re.findall(r"^\| `([a-z_]+)` \|", table, re.M))
     raised = {"bad_topic", "bad_id"}  # from broker.topics
     for module in ("codecs", "images", "strictjson"):

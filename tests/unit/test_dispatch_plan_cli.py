@@ -17,8 +17,9 @@ from services.dispatcher.examples import FOUR_BY_TEN, FOUR_BY_TEN_OPTIMUM
 pytestmark = pytest.mark.unit
 
 
-def _run(capsys: pytest.CaptureFixture[str], tmp_path: Path, doc: Any,
-         *extra: str) -> tuple[int, dict[str, Any] | None, str]:
+def _run(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, doc: Any, *extra: str
+) -> tuple[int, dict[str, Any] | None, str]:
     path = tmp_path / "instance.json"
     path.write_text(doc if isinstance(doc, str) else json.dumps(doc))
     rc = main(["plan", "--input", str(path), "--json", *extra])
@@ -79,11 +80,16 @@ def test_four_servers_ten_tasks_solved_to_optimum(capsys: Any, tmp_path: Path) -
 
 
 def test_budgeted_plan_and_current_with_penalty(capsys: Any, tmp_path: Path) -> None:
-    doc = {"workers": [{"id": "a", "capacity_fps": 100, "cost_per_hour": 1.0},
-                       {"id": "b", "capacity_fps": 100, "cost_per_hour": 1.5}],
-           "streams": [{"id": "x", "fps": 30}, {"id": "y", "fps": 30}],
-           "current": {"x": "b", "y": "b"}, "target_utilisation": 0.7,
-           "migration_penalty": 0.4}
+    doc = {
+        "workers": [
+            {"id": "a", "capacity_fps": 100, "cost_per_hour": 1.0},
+            {"id": "b", "capacity_fps": 100, "cost_per_hour": 1.5},
+        ],
+        "streams": [{"id": "x", "fps": 30}, {"id": "y", "fps": 30}],
+        "current": {"x": "b", "y": "b"},
+        "target_utilisation": 0.7,
+        "migration_penalty": 0.4,
+    }
     rc, out, _ = _run(capsys, tmp_path, doc, "--budget-ms", "200")
     assert rc == 0 and out is not None
     assert out["assignment"] == {"x": "b", "y": "b"} and out["cost"] == pytest.approx(1.5)
@@ -93,25 +99,33 @@ def test_budgeted_plan_and_current_with_penalty(capsys: Any, tmp_path: Path) -> 
 
 
 def test_infeasible_streams_are_listed_unplaced(capsys: Any, tmp_path: Path) -> None:
-    doc = {"workers": [{"id": "a", "capacity_fps": 10, "cost_per_hour": 1.0,
-                        "labels": {"gpu": True}}],
-           "streams": [{"id": "big", "fps": 50}, {"id": "small", "fps": 5,
-                                                   "requires": {"gpu": "true"}}]}
+    doc = {
+        "workers": [{"id": "a", "capacity_fps": 10, "cost_per_hour": 1.0, "labels": {"gpu": True}}],
+        "streams": [
+            {"id": "big", "fps": 50},
+            {"id": "small", "fps": 5, "requires": {"gpu": "true"}},
+        ],
+    }
     rc, out, _ = _run(capsys, tmp_path, doc)
     assert rc == 0 and out is not None
     assert out["unplaced"] == ["big"] and out["assignment"] == {"small": "a"}
 
 
-@pytest.mark.parametrize(("doc", "needle"), [
-    ("{not json", "bad input"),
-    ('{"workers": [], "streams": [{"id": "a", "fps": NaN}]}', "NaN"),
-    ({"workers": [{"id": "a", "capacity_fps": -1, "cost_per_hour": 1}], "streams": []},
-     "capacity_fps"),
-    ({"workers": [], "streams": [{"id": "a"}]}, "fps"),
-    ({"workers": [], "streams": [{"id": "a", "fps": 1}, {"id": "a", "fps": 2}]}, "duplicate"),
-    ({"workers": {}, "streams": []}, "workers"),
-    ({"workers": [], "streams": [], "target_utilisation": 1.5}, "target_utilisation"),
-])
+@pytest.mark.parametrize(
+    ("doc", "needle"),
+    [
+        ("{not json", "bad input"),
+        ('{"workers": [], "streams": [{"id": "a", "fps": NaN}]}', "NaN"),
+        (
+            {"workers": [{"id": "a", "capacity_fps": -1, "cost_per_hour": 1}], "streams": []},
+            "capacity_fps",
+        ),
+        ({"workers": [], "streams": [{"id": "a"}]}, "fps"),
+        ({"workers": [], "streams": [{"id": "a", "fps": 1}, {"id": "a", "fps": 2}]}, "duplicate"),
+        ({"workers": {}, "streams": []}, "workers"),
+        ({"workers": [], "streams": [], "target_utilisation": 1.5}, "target_utilisation"),
+    ],
+)
 def test_bad_input_is_a_clear_error(capsys: Any, tmp_path: Path, doc: Any, needle: str) -> None:
     rc, _, err = _run(capsys, tmp_path, doc)
     assert rc == 2 and needle in err
@@ -125,7 +139,12 @@ def test_missing_file(capsys: Any, tmp_path: Path) -> None:
 def test_text_output_and_console_script(tmp_path: Path) -> None:
     path = tmp_path / "example.json"
     path.write_text(json.dumps(FOUR_BY_TEN))
-    proc = subprocess.run([sys.executable, "-m", "services.cli", "dispatch", "plan", "--input",
-                           str(path)], capture_output=True, text=True, timeout=60, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "services.cli", "dispatch", "plan", "--input", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("cost 4.8000  (optimal")

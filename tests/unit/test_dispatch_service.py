@@ -24,20 +24,31 @@ pytestmark = pytest.mark.unit
 STREAMS = [f"A/l1/st{i}/camera/c{i}" for i in range(6)]
 
 
-def _placed_when(obs: Observer, cond: Callable[[dict[str, str]], bool]
-                 ) -> Callable[[], dict[str, str]]:
+def _placed_when(
+    obs: Observer, cond: Callable[[dict[str, str]], bool]
+) -> Callable[[], dict[str, str]]:
     """A wait_for condition: all six streams placed and ``cond`` holds on the owner map."""
+
     def check() -> dict[str, str]:
         o = obs.placed(6)
         return o if o and cond(o) else {}
+
     return check
 
 
 def _settings(tmp_path: Path, **kw: Any) -> DispatchSettings:
     streams = kw.pop("streams", [{"id": s, "fps": 10.0} for s in STREAMS])
-    base: dict[str, Any] = dict(dispatcher_id="d1", streams=streams, keepalive_s=1,
-                                startup_grace_s=0.1, debounce_s=0.05, cooldown_s=60,
-                                observe_rates=False, rebalance_s=0, data_dir=tmp_path)
+    base: dict[str, Any] = dict(
+        dispatcher_id="d1",
+        streams=streams,
+        keepalive_s=1,
+        startup_grace_s=0.1,
+        debounce_s=0.05,
+        cooldown_s=60,
+        observe_rates=False,
+        rebalance_s=0,
+        data_dir=tmp_path,
+    )
     base.update(kw)
     return DispatchSettings(**base)
 
@@ -92,8 +103,11 @@ def test_last_will_moves_only_the_dead_workers_streams(bus: Any, tmp_path: Path)
     victim = before[STREAMS[0]]
     old_epoch = obs.assign[victim].epoch
     edges[victim].kill()
-    after = wait_for(_placed_when(obs, lambda o: victim not in o.values()), 10,
-                     what="victim's streams reassigned")
+    after = wait_for(
+        _placed_when(obs, lambda o: victim not in o.values()),
+        10,
+        what="victim's streams reassigned",
+    )
     assert obs.assign[victim].streams == () and obs.assign[victim].epoch > old_epoch
     for s, w in before.items():
         if w != victim:
@@ -110,8 +124,11 @@ def test_missed_heartbeats_mean_dead(bus: Any, tmp_path: Path) -> None:
     wait_for(lambda: obs.placed(6), 10)
     e1._stop.set()  # silent: no heartbeats, no will (a hung host)
     _edge(hub, owned, "e2", capacity_fps=200.0)
-    owner = wait_for(_placed_when(obs, lambda o: set(o.values()) == {"e2"}), 10,
-                     what="streams moved off the silent worker")
+    owner = wait_for(
+        _placed_when(obs, lambda o: set(o.values()) == {"e2"}),
+        10,
+        what="streams moved off the silent worker",
+    )
     assert set(owner.values()) == {"e2"}
     assert any("expired:e1" in x.trigger for x in obs.decisions)
 
@@ -132,8 +149,9 @@ def test_stale_death_is_ignored(bus: Any, tmp_path: Path) -> None:
     assert not any("death:e1" in x.trigger for x in obs.decisions)
 
 
-def _cooldown_case(bus: Any, tmp_path: Path, cooldown_s: float) -> tuple[dict[str, str], dict[
-        str, str], Observer]:
+def _cooldown_case(
+    bus: Any, tmp_path: Path, cooldown_s: float
+) -> tuple[dict[str, str], dict[str, str], Observer]:
     hub, obs, owned = bus
     _dispatcher(hub, owned, _settings(tmp_path, cooldown_s=cooldown_s))
     a = _edge(hub, owned, "a", capacity_fps=40.0)
@@ -196,7 +214,10 @@ def test_overload_moves_streams_off_the_slow_worker(bus: Any, tmp_path: Path) ->
     wait_for(lambda: obs.placed(6), 10)
     _edge(hub, owned, "e2", capacity_fps=100.0, cost_per_hour=2.0)
     e1.fields["p95_ms"] = 900.0  # its heartbeats now report p95 above the bound
-    owner = wait_for(_placed_when(obs, lambda o: "e2" in o.values()), 10,
-                     what="streams moved off the overloaded worker")
+    owner = wait_for(
+        _placed_when(obs, lambda o: "e2" in o.values()),
+        10,
+        what="streams moved off the overloaded worker",
+    )
     assert sum(1 for w in owner.values() if w == "e1") <= 4  # 0.5 x 100 x 0.8 = 40 fps
     assert any("overload:e1" in x.trigger for x in obs.decisions)

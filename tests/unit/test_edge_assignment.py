@@ -31,8 +31,14 @@ T1 = StreamRef.sensor("s", "l", "st", "t1")
 
 
 def msg(epoch: int, *streams: str, rates: dict[str, float] | None = None) -> Assignment:
-    return Assignment(worker="W1", epoch=epoch, streams=streams, rates=rates or {},
-                      dispatcher="D1", ts=datetime.now(UTC))
+    return Assignment(
+        worker="W1",
+        epoch=epoch,
+        streams=streams,
+        rates=rates or {},
+        dispatcher="D1",
+        ts=datetime.now(UTC),
+    )
 
 
 def test_diff_and_epoch() -> None:

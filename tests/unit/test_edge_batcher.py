@@ -44,8 +44,9 @@ class Clock:
 
 def test_slow_arrivals_go_at_once() -> None:
     clock = Clock()
-    b: Batcher[int] = Batcher(max_batch=8, max_wait_s=0.05, camera_queue=16, total_queue=64,
-                              clock=clock)
+    b: Batcher[int] = Batcher(
+        max_batch=8, max_wait_s=0.05, camera_queue=16, total_queue=64, clock=clock
+    )
     b.put("c1", 1)
     clock.t += 1.0  # one frame a second: waiting 50 ms would never fill a batch
     b.put("c1", 2)

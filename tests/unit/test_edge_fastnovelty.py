@@ -11,8 +11,9 @@ from edge.model.novelty import BankError, novelty_scores
 pytestmark = pytest.mark.unit
 
 
-@pytest.mark.parametrize("shape,bank_size", [((3, 4, 4, 16), 50), ((2, 8, 8, 32), 3000),
-                                             ((1, 2, 2, 8), 1)])
+@pytest.mark.parametrize(
+    "shape,bank_size", [((3, 4, 4, 16), 50), ((2, 8, 8, 32), 3000), ((1, 2, 2, 8), 1)]
+)
 def test_equals_reference(shape: tuple[int, ...], bank_size: int) -> None:
     rng = np.random.default_rng(bank_size)
     centres = rng.normal(0, 1, (8, shape[-1])).astype(np.float32)

@@ -48,8 +48,9 @@ def test_birth_heartbeat_death(tmp_path: Path) -> None:
     obs.subscribe(ALL_STATUS, lambda m: got.append(decode_output(m.topic, m.payload)))
     obs.start()
     tr = LoopbackTransport(hub, "w")
-    hb = Heartbeat(Liveness(tr, "W9", "edge", tmp_path), lambda: {"capacity_fps": 12.5},
-                   period_s=1.0)
+    hb = Heartbeat(
+        Liveness(tr, "W9", "edge", tmp_path), lambda: {"capacity_fps": 12.5}, period_s=1.0
+    )
     tr.start()
     assert hb.tick(0.0) is False  # no heartbeat before birth
     hb.birth()

@@ -19,8 +19,14 @@ def test_all_stored_or_gapped_is_clean() -> None:
     stored = [f"{S}#0:{q}" for q in (0, 1, 4)]
     gaps = [(f"{S}#0:2!shed", 2, 2, "shed"), (f"{S}#0:gap:3-3", 3, 3, "missing")]
     got = history_check(pub, stored, gaps, S)
-    assert got == {"published": 5, "stored": 3, "gapped": 2, "lost": 0, "duplicate": 0,
-                   "unexpected": 0}
+    assert got == {
+        "published": 5,
+        "stored": 3,
+        "gapped": 2,
+        "lost": 0,
+        "duplicate": 0,
+        "unexpected": 0,
+    }
 
 
 def test_lost_duplicate_unexpected_are_counted() -> None:

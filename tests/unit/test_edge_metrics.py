@@ -25,11 +25,13 @@ def test_metrics_endpoint_serves_the_worker_figures() -> None:
             text = r.read().decode()
     finally:
         m.close()
-    for line in ('linewatch_edge_frames_total{outcome="received"} 3.0',
-                 'linewatch_edge_verdicts_total{verdict="defect"} 1.0',
-                 "linewatch_edge_shed_frames_total 2.0",
-                 'linewatch_edge_dead_letters_total{reason="bad_image"} 1.0',
-                 "linewatch_edge_queue_depth 5.0",
-                 "linewatch_edge_latency_seconds_count 1.0"):
+    for line in (
+        'linewatch_edge_frames_total{outcome="received"} 3.0',
+        'linewatch_edge_verdicts_total{verdict="defect"} 1.0',
+        "linewatch_edge_shed_frames_total 2.0",
+        'linewatch_edge_dead_letters_total{reason="bad_image"} 1.0',
+        "linewatch_edge_queue_depth 5.0",
+        "linewatch_edge_latency_seconds_count 1.0",
+    ):
         assert line in text
     assert m.value("linewatch_edge_shed_frames_total") == 2.0

@@ -42,15 +42,21 @@ def runner(tmp_path_factory: pytest.TempPathFactory) -> ModelRunner:
 def job(stream: StreamRef, data: bytes, seq: int) -> FrameJob:
     frame = decode_input(frame_topic(stream), data, {"seq": str(seq)}, f"r{seq}")
     assert isinstance(frame, FrameIn)
-    return FrameJob(frame=frame, topic=frame_topic(stream), payload=data, receipt=f"r{seq}",
-                    pending=AckTracker().open(lambda: None), received_at=datetime.now(UTC),
-                    received_mono=0.0)
+    return FrameJob(
+        frame=frame,
+        topic=frame_topic(stream),
+        payload=data,
+        receipt=f"r{seq}",
+        pending=AckTracker().open(lambda: None),
+        received_at=datetime.now(UTC),
+        received_mono=0.0,
+    )
 
 
 def broken_body(png: bytes) -> bytes:
     """A PNG whose header and chunk framing pass the codec but whose image data is broken."""
     at = png.index(b"IDAT") + 4
-    return png[:at] + bytes(b ^ 0x5A for b in png[at:at + 40]) + png[at + 40:]
+    return png[:at] + bytes(b ^ 0x5A for b in png[at : at + 40]) + png[at + 40 :]
 
 
 def pipeline(runner: ModelRunner, banks: BankBook) -> Pipeline:

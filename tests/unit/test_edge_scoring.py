@@ -64,15 +64,17 @@ def test_predicted_class_shape_mismatch_is_unknown() -> None:
 
 def test_batch_uses_each_rows_thresholds() -> None:
     strict = Thresholds(defect=0.1, novelty=0.5)
-    out = decide_batch(scores(0.3, 0.3), scores(1.0, 1.0), np.eye(4, dtype=np.float32)[:2],
-                       NAMES, [TH, strict])
+    out = decide_batch(
+        scores(0.3, 0.3), scores(1.0, 1.0), np.eye(4, dtype=np.float32)[:2], NAMES, [TH, strict]
+    )
     assert [d.verdict for d in out] == ["ok", "defect"]
     with pytest.raises(ValueError):
         decide_batch(scores(0.3), scores(1.0, 1.0), np.eye(4)[:2], NAMES, [TH])
 
 
-@pytest.mark.parametrize("defect,novelty", [(0.0, 1.0), (1.0, 1.0), (0.5, 0.0),
-                                            (float("nan"), 1.0)])
+@pytest.mark.parametrize(
+    "defect,novelty", [(0.0, 1.0), (1.0, 1.0), (0.5, 0.0), (float("nan"), 1.0)]
+)
 def test_bad_thresholds_rejected(defect: float, novelty: float) -> None:
     with pytest.raises(ValueError):
         Thresholds(defect=defect, novelty=novelty)

@@ -39,12 +39,15 @@ def test_short_stream_form_accepted() -> None:
     assert book.get(CAM.key).novelty == 3.0
 
 
-@pytest.mark.parametrize("kw,reason", [
-    ({"defect_threshold": 1.5}, "bad_value"),
-    ({"novelty_threshold": -1.0}, "bad_value"),
-    ({}, "bad_schema"),
-    ({"stream": OTHER.key, "defect_threshold": 0.4}, "topic_mismatch"),
-])
+@pytest.mark.parametrize(
+    "kw,reason",
+    [
+        ({"defect_threshold": 1.5}, "bad_value"),
+        ({"novelty_threshold": -1.0}, "bad_value"),
+        ({}, "bad_schema"),
+        ({"stream": OTHER.key, "defect_threshold": 0.4}, "topic_mismatch"),
+    ],
+)
 def test_bad_requests_rejected_and_nothing_changes(kw: dict, reason: str) -> None:
     book = ThresholdBook(Thresholds(0.5, 2.0), "W1")
     with pytest.raises(ThresholdError) as err:

@@ -63,8 +63,15 @@ class HoldingTransport(LoopbackTransport):
         self.hold = False
         self.held: list[Held] = []
 
-    def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False,
-                properties: Mapping[str, str] | None = None) -> Any:
+    def publish(
+        self,
+        topic: str,
+        payload: bytes,
+        *,
+        qos: int = 1,
+        retain: bool = False,
+        properties: Mapping[str, str] | None = None,
+    ) -> Any:
         done = super().publish(topic, payload, qos=qos, retain=retain, properties=properties)
         if not self.hold:
             return done
@@ -108,8 +115,9 @@ class Bus:
 
     def frame(self, stream: StreamRef, kind: str, seq: int | None, **kw: Any) -> None:
         props = {} if seq is None else {"seq": str(seq)}
-        self.tr.publish(frame_topic(stream), tiny.frame(kind, seed=seq or 0, **kw),
-                        properties=props)
+        self.tr.publish(
+            frame_topic(stream), tiny.frame(kind, seed=seq or 0, **kw), properties=props
+        )
 
 
 @pytest.fixture(scope="module")
@@ -129,10 +137,17 @@ def bus(hub: LoopbackHub) -> Iterator[Bus]:
     b.tr.stop()
 
 
-def make(hub: LoopbackHub, tmp: Path, model_dir: Path, streams: tuple[str, ...] = (C1.key,),
-         **kw: Any) -> tuple[EdgeWorker, HoldingTransport]:
-    opts: dict[str, Any] = {"worker_id": "W1", "model_dir": model_dir, "data_dir": tmp,
-                            "reorder_timeout_s": 0.3, "heartbeat_s": 0.1, "max_wait_ms": 5}
+def make(
+    hub: LoopbackHub, tmp: Path, model_dir: Path, streams: tuple[str, ...] = (C1.key,), **kw: Any
+) -> tuple[EdgeWorker, HoldingTransport]:
+    opts: dict[str, Any] = {
+        "worker_id": "W1",
+        "model_dir": model_dir,
+        "data_dir": tmp,
+        "reorder_timeout_s": 0.3,
+        "heartbeat_s": 0.1,
+        "max_wait_ms": 5,
+    }
     opts.update(kw)
     tr = HoldingTransport(hub, "edge-W1")
     w = build_worker(EdgeSettings(**opts), tr)
@@ -171,8 +186,9 @@ def test_frames_give_verdicts_alerts_and_features(worker: EdgeWorker, bus: Bus) 
     assert worker.metrics.value("linewatch_edge_verdicts_total", verdict="ok") == 3
 
 
-def test_input_acked_only_after_outputs_acknowledged(hub: LoopbackHub, tmp_path: Path,
-                                                     model_dir: Path, bus: Bus) -> None:
+def test_input_acked_only_after_outputs_acknowledged(
+    hub: LoopbackHub, tmp_path: Path, model_dir: Path, bus: Bus
+) -> None:
     w, tr = make(hub, tmp_path, model_dir)
     try:
         tr.hold = True
@@ -201,8 +217,9 @@ class GatedRunner:
         return self.inner.run(batch)
 
 
-def test_overload_sheds_oldest_and_records_gaps(hub: LoopbackHub, tmp_path: Path,
-                                                model_dir: Path, bus: Bus) -> None:
+def test_overload_sheds_oldest_and_records_gaps(
+    hub: LoopbackHub, tmp_path: Path, model_dir: Path, bus: Bus
+) -> None:
     w, tr = make(hub, tmp_path, model_dir, max_batch=1, camera_queue=2)
     gate = GatedRunner(w.pipeline.runner)
     w.pipeline.runner = gate
@@ -231,8 +248,11 @@ def test_missing_seq_becomes_gap_after_reorder_timeout(worker: EdgeWorker, bus: 
     [gap] = bus.wait(Route.GAP, 1, 5)
     assert (gap.reason, gap.from_seq, gap.to_seq, gap.count) == ("missing", 13, 13, 1)
     bus.frame(C1, "good", seq=12)  # a duplicate of a finished frame: acked, not re-inspected
-    wait_for(lambda: worker.metrics.value("linewatch_edge_frames_total",
-                                          outcome="duplicate") == 1, 5, what="duplicate")
+    wait_for(
+        lambda: worker.metrics.value("linewatch_edge_frames_total", outcome="duplicate") == 1,
+        5,
+        what="duplicate",
+    )
     assert len(bus.of(Route.VERDICT)) == 4
 
 
@@ -243,31 +263,38 @@ def _bomb_png(w: int, h: int) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk
 
 
-def test_garbage_is_dead_lettered_and_other_cameras_keep_going(worker: EdgeWorker,
-                                                               bus: Bus) -> None:
+def test_garbage_is_dead_lettered_and_other_cameras_keep_going(
+    worker: EdgeWorker, bus: Bus
+) -> None:
     good_jpeg = tiny.frame("good", fmt="JPEG")
     png = tiny.frame("good")
     at = png.index(b"IDAT") + 4  # framing intact, image data broken: fails only in decoding
-    body_corrupt = png[:at] + bytes(b ^ 0x5A for b in png[at:at + 40]) + png[at + 40:]
-    garbage = [b"\x00garbage", good_jpeg[: len(good_jpeg) // 2], _bomb_png(100_000, 100_000),
-               json.dumps({"seq": 1, "encoding": "png", "image": "!!"}).encode(),
-               json.dumps({"seq": 2, "part": "bad id!", "encoding": "jpeg",
-                           "image": "AAAA"}).encode(), body_corrupt]
+    body_corrupt = png[:at] + bytes(b ^ 0x5A for b in png[at : at + 40]) + png[at + 40 :]
+    garbage = [
+        b"\x00garbage",
+        good_jpeg[: len(good_jpeg) // 2],
+        _bomb_png(100_000, 100_000),
+        json.dumps({"seq": 1, "encoding": "png", "image": "!!"}).encode(),
+        json.dumps({"seq": 2, "part": "bad id!", "encoding": "jpeg", "image": "AAAA"}).encode(),
+        body_corrupt,
+    ]
     for payload in garbage:
         bus.tr.publish(frame_topic(C2), payload)
         bus.frame(C1, "good", seq=None)
     dls = bus.wait(Route.DEAD_LETTER, 6, 10)
     reasons = sorted(d.reason for d in dls)
-    assert reasons == sorted(["bad_image", "image_truncated", "image_too_large", "bad_schema",
-                              "bad_schema", "bad_image"])
+    assert reasons == sorted(
+        ["bad_image", "image_truncated", "image_too_large", "bad_schema", "bad_schema", "bad_image"]
+    )
     assert all(d.component == "edge" and d.topic == frame_topic(C2) for d in dls)
     wait_for(lambda: len(bus.of(Route.VERDICT)) == 6, 10, what="camera c1 still served")
     wait_for(lambda: worker.transport.stats()["acked"] == 12, 5, what="all inputs acked")
 
 
 def test_threshold_change_is_applied_and_published(worker: EdgeWorker, bus: Bus) -> None:
-    ctl = ThresholdControl(stream=C1.key, novelty_threshold=1e-6, actor="alice",
-                           reason="test", request_id="r-1")
+    ctl = ThresholdControl(
+        stream=C1.key, novelty_threshold=1e-6, actor="alice", reason="test", request_id="r-1"
+    )
     bus.tr.publish(threshold_control_topic(C1), encode(ctl))
     [change] = bus.wait(Route.THRESHOLD_CHANGE, 1, 5)
     assert (change.novelty_threshold, change.previous_novelty_threshold) == (1e-6, 0.2)
@@ -283,8 +310,7 @@ def test_threshold_change_is_applied_and_published(worker: EdgeWorker, bus: Bus)
 
 
 def test_assignment_moves_streams_and_sets_epoch(worker: EdgeWorker, bus: Bus) -> None:
-    a = Assignment(worker="W1", epoch=7, streams=(C2.key,), dispatcher="D1",
-                   ts=datetime.now(UTC))
+    a = Assignment(worker="W1", epoch=7, streams=(C2.key,), dispatcher="D1", ts=datetime.now(UTC))
     bus.tr.publish(assignment_topic("W1"), encode(a), retain=True)
     wait_for(lambda: worker.state.epoch == 7, 5, what="epoch 7")
     bus.frame(C1, "good", seq=1)  # no longer ours: not subscribed
@@ -298,10 +324,16 @@ def test_assignment_moves_streams_and_sets_epoch(worker: EdgeWorker, bus: Bus) -
     assert worker.state.epoch == 7 and worker.state.streams == {C2}
 
 
-def test_sensor_readings_anomalies_and_dead_letters(hub: LoopbackHub, tmp_path: Path,
-                                                    model_dir: Path, bus: Bus) -> None:
-    worker, _ = make(hub, tmp_path, model_dir, (T1.key,),
-                     sensor_limits={"t1": SensorLimit(high=100.0, valid_max=1000.0)})
+def test_sensor_readings_anomalies_and_dead_letters(
+    hub: LoopbackHub, tmp_path: Path, model_dir: Path, bus: Bus
+) -> None:
+    worker, _ = make(
+        hub,
+        tmp_path,
+        model_dir,
+        (T1.key,),
+        sensor_limits={"t1": SensorLimit(high=100.0, valid_max=1000.0)},
+    )
     try:
         readings = [{"seq": i, "value": 20.0 + (i % 3) * 0.1} for i in range(40)]
         readings.append({"seq": 40, "value": 150.0})  # above the alarm limit, and a spike
@@ -325,11 +357,13 @@ def test_sensor_readings_anomalies_and_dead_letters(hub: LoopbackHub, tmp_path: 
         worker.stop()
 
 
-def test_heartbeats_and_graceful_death(hub: LoopbackHub, tmp_path: Path, model_dir: Path,
-                                       bus: Bus) -> None:
+def test_heartbeats_and_graceful_death(
+    hub: LoopbackHub, tmp_path: Path, model_dir: Path, bus: Bus
+) -> None:
     w, _ = make(hub, tmp_path, model_dir, labels={"zone": "a"}, cost_per_hour=0.5)
-    beats = wait_for(lambda: [s for s in bus.of(Route.STATUS) if s.state == "heartbeat"], 5,
-                     what="a heartbeat")
+    beats = wait_for(
+        lambda: [s for s in bus.of(Route.STATUS) if s.state == "heartbeat"], 5, what="a heartbeat"
+    )
     hb = beats[0]
     assert hb.streams == (C1.key,) and hb.labels == {"zone": "a"} and hb.cost_per_hour == 0.5
     assert hb.capacity_fps > 0 and hb.model_version.startswith("tiny-test")
@@ -338,11 +372,11 @@ def test_heartbeats_and_graceful_death(hub: LoopbackHub, tmp_path: Path, model_d
     assert states[0] == "online" and states[-1] == "offline"
 
 
-def test_restart_resubscribes_the_remembered_assignment(hub: LoopbackHub, tmp_path: Path,
-                                                        model_dir: Path, bus: Bus) -> None:
+def test_restart_resubscribes_the_remembered_assignment(
+    hub: LoopbackHub, tmp_path: Path, model_dir: Path, bus: Bus
+) -> None:
     w, _ = make(hub, tmp_path, model_dir, ())
-    a = Assignment(worker="W1", epoch=4, streams=(C2.key,), dispatcher="D1",
-                   ts=datetime.now(UTC))
+    a = Assignment(worker="W1", epoch=4, streams=(C2.key,), dispatcher="D1", ts=datetime.now(UTC))
     bus.tr.publish(assignment_topic("W1"), encode(a))  # not retained: only this delivery
     wait_for(lambda: w.state.epoch == 4, 5, what="epoch 4")
     w.stop()

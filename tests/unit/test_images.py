@@ -26,11 +26,18 @@ def chunk(ctype: bytes, body: bytes) -> bytes:
     return struct.pack(">I", len(body)) + ctype + body + struct.pack(">I", zlib.crc32(ctype + body))
 
 
-def png(width: int, height: int, *, depth: int = 8, colour: int = 2,
-        body: bytes | None = None, extra: bytes = b"") -> bytes:
+def png(
+    width: int,
+    height: int,
+    *,
+    depth: int = 8,
+    colour: int = 2,
+    body: bytes | None = None,
+    extra: bytes = b"",
+) -> bytes:
     ihdr = struct.pack(">IIBBBBB", width, height, depth, colour, 0, 0, 0)
     idat = chunk(b"IDAT", zlib.compress(b"\x00" * 16)) if body is None else body
-    return (images.PNG_SIGNATURE + chunk(b"IHDR", ihdr) + idat + chunk(b"IEND", b"") + extra)
+    return images.PNG_SIGNATURE + chunk(b"IHDR", ihdr) + idat + chunk(b"IEND", b"") + extra
 
 
 def reason(data: bytes, **kw: int) -> str:
@@ -45,9 +52,16 @@ def jpeg() -> bytes:
     return encode(Image.new("RGB", (320, 240), (10, 200, 30)), "JPEG", quality=90)
 
 
-@pytest.mark.parametrize(("mode", "kw"), [("RGB", {}), ("L", {}), ("CMYK", {}),
-                                          ("RGB", {"progressive": True}),
-                                          ("RGB", {"subsampling": 0, "quality": 95})])
+@pytest.mark.parametrize(
+    ("mode", "kw"),
+    [
+        ("RGB", {}),
+        ("L", {}),
+        ("CMYK", {}),
+        ("RGB", {"progressive": True}),
+        ("RGB", {"subsampling": 0, "quality": 95}),
+    ],
+)
 def test_jpeg_sizes_from_real_files(mode: str, kw: dict[str, object]) -> None:
     data = encode(Image.new(mode, (123, 45)), "JPEG", **kw)
     assert sniff(data) == ImageInfo("jpeg", 123, 45)
@@ -69,8 +83,7 @@ def test_png_sizes_from_real_files(mode: str) -> None:
 def test_handmade_png_and_interlace_flag() -> None:
     assert sniff(png(5, 7)) == ImageInfo("png", 5, 7)
     ihdr = struct.pack(">IIBBBBB", 5, 7, 8, 2, 0, 0, 1)
-    data = (images.PNG_SIGNATURE + chunk(b"IHDR", ihdr) + chunk(b"IDAT", b"x")
-            + chunk(b"IEND", b""))
+    data = images.PNG_SIGNATURE + chunk(b"IHDR", ihdr) + chunk(b"IDAT", b"x") + chunk(b"IEND", b"")
     assert sniff(data).width == 5
 
 
@@ -110,8 +123,9 @@ def test_png_too_many_chunks() -> None:
     assert reason(png(4, 4, body=many + chunk(b"IDAT", b"x"))) == "bad_image"
 
 
-@pytest.mark.parametrize(("w", "h"), [(50_000, 50_000), (16385, 10), (10, 16385),
-                                      (7000, 7000), (2**31, 2**31)])
+@pytest.mark.parametrize(
+    ("w", "h"), [(50_000, 50_000), (16385, 10), (10, 16385), (7000, 7000), (2**31, 2**31)]
+)
 def test_png_too_large(w: int, h: int) -> None:
     header = png(w, h)[:33]  # header only: size is judged before truncation
     assert reason(header) == "image_too_large"
@@ -130,14 +144,14 @@ def test_zero_sizes() -> None:
     assert reason(png(10, 0)) == "bad_image"
     zero_h = encode(Image.new("L", (8, 8)), "JPEG")
     sof = zero_h.index(b"\xff\xc0")
-    patched = zero_h[:sof + 5] + b"\x00\x00" + zero_h[sof + 7:]
+    patched = zero_h[: sof + 5] + b"\x00\x00" + zero_h[sof + 7 :]
     assert reason(patched) == "bad_image"
 
 
 def _replace_sof(data: bytes, marker: int, precision: int = 8) -> bytes:
     sof = data.index(b"\xff\xc0")
     head = bytes([marker, data[sof + 2], data[sof + 3], precision])
-    return data[:sof + 1] + head + data[sof + 5:]
+    return data[: sof + 1] + head + data[sof + 5 :]
 
 
 @pytest.mark.parametrize("marker", [0xC3, 0xC5, 0xC9, 0xCA, 0xCF])
@@ -157,7 +171,7 @@ def test_jpeg_bad_markers(jpeg: bytes) -> None:
     assert reason(no_sof) == "bad_image"  # scan before frame header
     assert reason(jpeg[:2] + b"\x12\x34" + jpeg[2:]) == "bad_image"
     sof = jpeg.index(b"\xff\xc0")
-    assert reason(jpeg[:sof + 2] + b"\x00\x09" + jpeg[sof + 4:]) == "bad_image"  # SOF length
+    assert reason(jpeg[: sof + 2] + b"\x00\x09" + jpeg[sof + 4 :]) == "bad_image"  # SOF length
 
 
 def test_jpeg_with_many_segments_is_bounded() -> None:
@@ -174,15 +188,20 @@ def test_jpeg_fill_bytes_are_skipped(jpeg: bytes) -> None:
     assert time.perf_counter() - start < 0.5
 
 
-@pytest.mark.parametrize(("data", "want"), [
-    (b"GIF89a\x01\x00\x01\x00", "unsupported_encoding"),
-    (b"BM\x00\x00\x00\x00", "unsupported_encoding"),
-    (b"RIFF\x00\x00\x00\x00WEBPVP8 ", "unsupported_encoding"),
-    (b"\x00\x00\x00\x1cftypavif", "unsupported_encoding"),
-    (b"II*\x00\x08\x00\x00\x00", "unsupported_encoding"),
-    (b"", "bad_image"), (b"\xff\xd8", "bad_image"), (b"hello", "bad_image"),
-    (b"\x89PNG\r\n\x1a", "bad_image"),
-])
+@pytest.mark.parametrize(
+    ("data", "want"),
+    [
+        (b"GIF89a\x01\x00\x01\x00", "unsupported_encoding"),
+        (b"BM\x00\x00\x00\x00", "unsupported_encoding"),
+        (b"RIFF\x00\x00\x00\x00WEBPVP8 ", "unsupported_encoding"),
+        (b"\x00\x00\x00\x1cftypavif", "unsupported_encoding"),
+        (b"II*\x00\x08\x00\x00\x00", "unsupported_encoding"),
+        (b"", "bad_image"),
+        (b"\xff\xd8", "bad_image"),
+        (b"hello", "bad_image"),
+        (b"\x89PNG\r\n\x1a", "bad_image"),
+    ],
+)
 def test_unknown_formats(data: bytes, want: str) -> None:
     assert reason(data) == want
 

@@ -50,19 +50,22 @@ def client(made: list[LoopbackTransport], hub: LoopbackHub, cid: str) -> Loopbac
     return c
 
 
-@pytest.mark.parametrize(("pattern", "topic", "match"), [
-    ("a/b/c", "a/b/c", True),
-    ("a/+/c", "a/x/c", True),
-    ("a/+/c", "a/x/y/c", False),
-    ("a/#", "a/x/y/c", True),
-    ("a/#", "a", True),
-    ("#", "a/b", True),
-    ("a/+", "a", False),
-    ("a/b", "a/b/c", False),
-    ("+/+", "a/b", True),
-    ("lw/v1/+/+/+/camera/+/frame", "lw/v1/s/l/st/camera/c/frame", True),
-    ("lw/v1/+/+/+/camera/+/frame", "lw/v1/s/l/st/camera/c/verdict", False),
-])
+@pytest.mark.parametrize(
+    ("pattern", "topic", "match"),
+    [
+        ("a/b/c", "a/b/c", True),
+        ("a/+/c", "a/x/c", True),
+        ("a/+/c", "a/x/y/c", False),
+        ("a/#", "a/x/y/c", True),
+        ("a/#", "a", True),
+        ("#", "a/b", True),
+        ("a/+", "a", False),
+        ("a/b", "a/b/c", False),
+        ("+/+", "a/b", True),
+        ("lw/v1/+/+/+/camera/+/frame", "lw/v1/s/l/st/camera/c/frame", True),
+        ("lw/v1/+/+/+/camera/+/frame", "lw/v1/s/l/st/camera/c/verdict", False),
+    ],
+)
 def test_topic_matches(pattern: str, topic: str, match: bool) -> None:
     assert topic_matches(pattern, topic) is match
 
@@ -79,8 +82,11 @@ def test_wildcard_routing(hub: LoopbackHub, clients: list[LoopbackTransport]) ->
         x.start()
     pub = client(clients, hub, "pub")
     pub.start()
-    topics = ["lw/v1/s/l/st/camera/c1/frame", "lw/v1/s/l/st/camera/c1/verdict",
-              "lw/v1/s/l/st/sensor/t1"]
+    topics = [
+        "lw/v1/s/l/st/camera/c1/frame",
+        "lw/v1/s/l/st/camera/c1/verdict",
+        "lw/v1/s/l/st/sensor/t1",
+    ]
     for topic in topics:
         assert pub.publish(topic, b"x").wait(1)
     wait_for(lambda: len(everything.msgs) == 3, 2, what="fan-out")
@@ -91,7 +97,8 @@ def test_wildcard_routing(hub: LoopbackHub, clients: list[LoopbackTransport]) ->
 
 
 def test_retained_delivered_to_late_subscriber_and_cleared(
-        hub: LoopbackHub, clients: list[LoopbackTransport]) -> None:
+    hub: LoopbackHub, clients: list[LoopbackTransport]
+) -> None:
     pub = client(clients, hub, "pub")
     pub.start()
     pub.publish("lw/v1/_sys/assign/w1", b"epoch-1", retain=True)
@@ -113,8 +120,7 @@ def test_retained_delivered_to_late_subscriber_and_cleared(
     assert later.msgs == []
 
 
-def test_will_sent_on_kill_not_on_stop(hub: LoopbackHub,
-                                       clients: list[LoopbackTransport]) -> None:
+def test_will_sent_on_kill_not_on_stop(hub: LoopbackHub, clients: list[LoopbackTransport]) -> None:
     status = Inbox()
     watcher = client(clients, hub, "watch")
     watcher.subscribe("lw/v1/_sys/status/+", status)
@@ -135,7 +141,8 @@ def test_will_sent_on_kill_not_on_stop(hub: LoopbackHub,
 
 
 def test_handler_exception_counted_acked_and_delivery_goes_on(
-        hub: LoopbackHub, clients: list[LoopbackTransport]) -> None:
+    hub: LoopbackHub, clients: list[LoopbackTransport]
+) -> None:
     got: list[bytes] = []
 
     def handler(msg: Inbound) -> None:
@@ -157,8 +164,9 @@ def test_handler_exception_counted_acked_and_delivery_goes_on(
     assert stats["acked"] == 3 and stats["received"] == 3
 
 
-def test_ack_is_idempotent_and_receipts_distinct(hub: LoopbackHub,
-                                                 clients: list[LoopbackTransport]) -> None:
+def test_ack_is_idempotent_and_receipts_distinct(
+    hub: LoopbackHub, clients: list[LoopbackTransport]
+) -> None:
     inbox = Inbox(ack=False)
     sub = client(clients, hub, "sub")
     sub.subscribe("t/+", inbox)

@@ -23,10 +23,17 @@ pytestmark = pytest.mark.unit
 
 def _card(**kw: object) -> ModelCard:
     base: dict[str, object] = dict(
-        name="demo", input=InputInfo(size=128), class_names=("good", "scratch", "dent"),
-        outputs={"embedding": "[N, 2048]"}, thresholds=Thresholds(defect=0.7, novelty=12.5),
-        patch_dim=128, held_out_family="crack", metrics={"image_auroc": 0.93},
-        recipe={"build_hash": "abc"}, quantization={"kept": False})
+        name="demo",
+        input=InputInfo(size=128),
+        class_names=("good", "scratch", "dent"),
+        outputs={"embedding": "[N, 2048]"},
+        thresholds=Thresholds(defect=0.7, novelty=12.5),
+        patch_dim=128,
+        held_out_family="crack",
+        metrics={"image_auroc": 0.93},
+        recipe={"build_hash": "abc"},
+        quantization={"kept": False},
+    )
     base.update(kw)
     return ModelCard.model_validate(base)
 

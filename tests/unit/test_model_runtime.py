@@ -23,8 +23,10 @@ def _tiny_model(path: Path) -> None:
     pf = helper.make_tensor_value_info("patch_features", TensorProto.FLOAT, ["N", SIZE, SIZE, 3])
     emb = helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["N", 3])
     axes = helper.make_tensor("axes", TensorProto.INT64, [2], [1, 2])
-    nodes = [helper.make_node("Identity", ["image"], ["patch_features"]),
-             helper.make_node("ReduceMean", ["image", "axes"], ["embedding"], keepdims=0)]
+    nodes = [
+        helper.make_node("Identity", ["image"], ["patch_features"]),
+        helper.make_node("ReduceMean", ["image", "axes"], ["embedding"], keepdims=0),
+    ]
     graph = helper.make_graph(nodes, "tiny", [x], [pf, emb], initializer=[axes])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=9)
     onnx.save(model, str(path))
@@ -36,9 +38,14 @@ def _dir(tmp_path: Path, bank: np.ndarray | None = None) -> Path:
     _tiny_model(d / cardmod.FP32_NAME)
     np.save(d / cardmod.BANK_NAME, np.ones((4, 3), np.float32) if bank is None else bank)
     card = cardmod.ModelCard(
-        name="tiny", input=cardmod.InputInfo(size=SIZE), class_names=("good", "dent"),
-        outputs={"embedding": "[N, 3]"}, thresholds=cardmod.Thresholds(defect=0.5, novelty=1.0),
-        patch_dim=3, files={cardmod.FP32_NAME: cardmod.file_info(d / cardmod.FP32_NAME)})
+        name="tiny",
+        input=cardmod.InputInfo(size=SIZE),
+        class_names=("good", "dent"),
+        outputs={"embedding": "[N, 3]"},
+        thresholds=cardmod.Thresholds(defect=0.5, novelty=1.0),
+        patch_dim=3,
+        files={cardmod.FP32_NAME: cardmod.file_info(d / cardmod.FP32_NAME)},
+    )
     cardmod.save_card(card, d / cardmod.CARD_NAME)
     return d
 

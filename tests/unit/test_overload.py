@@ -20,9 +20,13 @@ pytestmark = pytest.mark.unit
 def _inst() -> Instance:
     # one worker, 80 fps usable; 120 fps demanded; s4/s5 are low priority
     workers = (WorkerInfo("w", 100, 1.0),)
-    streams = (StreamInfo("s1", 20, priority=2), StreamInfo("s2", 20, priority=2),
-               StreamInfo("s3", 20, priority=1), StreamInfo("s4", 30, priority=0),
-               StreamInfo("s5", 30, priority=0))
+    streams = (
+        StreamInfo("s1", 20, priority=2),
+        StreamInfo("s2", 20, priority=2),
+        StreamInfo("s3", 20, priority=1),
+        StreamInfo("s4", 30, priority=0),
+        StreamInfo("s5", 30, priority=0),
+    )
     return Instance(workers, streams)
 
 
@@ -31,8 +35,12 @@ def test_reduce_lowest_priority_reduces_only_the_lowest() -> None:
     assert plan.unplaced == ()
     assert set(plan.rates) <= {"s4", "s5"} and plan.rates
     assert all(r == 0.25 for r in plan.rates.values())
-    assert check_plan(Instance(_inst().workers, _inst().streams, rates=plan.rates),
-                      plan.assignment, tol=1e-6) == []
+    assert (
+        check_plan(
+            Instance(_inst().workers, _inst().streams, rates=plan.rates), plan.assignment, tol=1e-6
+        )
+        == []
+    )
 
 
 def test_proportional_scales_every_competing_stream() -> None:
@@ -64,8 +72,11 @@ def test_min_rate_floor_leaves_the_rest_unplaced() -> None:
 
 def test_only_streams_sharing_capacity_are_reduced() -> None:
     workers = (WorkerInfo("a", 100, 1.0, {"site": "A"}), WorkerInfo("b", 100, 1.0, {"site": "B"}))
-    streams = (StreamInfo("a1", 50, {"site": "A"}), StreamInfo("a2", 50, {"site": "A"}),
-               StreamInfo("b1", 10, {"site": "B"}))
+    streams = (
+        StreamInfo("a1", 50, {"site": "A"}),
+        StreamInfo("a2", 50, {"site": "A"}),
+        StreamInfo("b1", 10, {"site": "B"}),
+    )
     inst = Instance(workers, streams)
     assert competing(inst, ("a2",)) == ["a1", "a2"]
     plan = plan_with_policy(inst, Policy.PROPORTIONAL, min_rate=0.1)

@@ -20,13 +20,22 @@ pytestmark = pytest.mark.unit
 def _small(seed: int, n_s: int = 6, n_w: int = 3) -> Instance:
     rng = random.Random(seed)
     workers = tuple(
-        WorkerInfo(f"w{i}", rng.choice([50, 80, 120]), round(rng.uniform(0.5, 2.0), 2),
-                   {"site": rng.choice("AB")})
-        for i in range(n_w))
+        WorkerInfo(
+            f"w{i}",
+            rng.choice([50, 80, 120]),
+            round(rng.uniform(0.5, 2.0), 2),
+            {"site": rng.choice("AB")},
+        )
+        for i in range(n_w)
+    )
     streams = tuple(
-        StreamInfo(f"s{j}", rng.choice([5, 10, 20, 30, 45]),
-                   {"site": rng.choice("AB")} if rng.random() < 0.3 else {})
-        for j in range(n_s))
+        StreamInfo(
+            f"s{j}",
+            rng.choice([5, 10, 20, 30, 45]),
+            {"site": rng.choice("AB")} if rng.random() < 0.3 else {},
+        )
+        for j in range(n_s)
+    )
     current = {s.id: rng.choice(workers).id for s in streams if rng.random() < 0.5}
     return Instance(workers, streams, current, migration_penalty=rng.choice([0.0, 0.1, 0.5]))
 
@@ -108,8 +117,13 @@ def test_migration_penalty_keeps_healthy_streams_in_place() -> None:
 def test_pinned_streams_stay_even_when_moving_would_be_cheaper() -> None:
     workers = (WorkerInfo("cheap", 100, 1.0), WorkerInfo("dear", 100, 5.0))
     streams = (StreamInfo("a", 30), StreamInfo("b", 30))
-    inst = Instance(workers, streams, {"a": "dear", "b": "cheap"}, migration_penalty=0.0,
-                    pinned=frozenset({"a"}))
+    inst = Instance(
+        workers,
+        streams,
+        {"a": "dear", "b": "cheap"},
+        migration_penalty=0.0,
+        pinned=frozenset({"a"}),
+    )
     plan = solve(inst, 200)
     assert plan.assignment["a"] == "dear"
 
@@ -118,8 +132,10 @@ def test_single_worker_failure_moves_only_its_streams() -> None:
     for seed in range(3):
         inst = random_instance(seed, 100, 12)
         first = solve(inst, 200)
-        victim = max(set(first.assignment.values()),
-                     key=lambda w: sum(1 for v in first.assignment.values() if v == w))
+        victim = max(
+            set(first.assignment.values()),
+            key=lambda w: sum(1 for v in first.assignment.values() if v == w),
+        )
         workers = tuple(replace(w, alive=w.id != victim) for w in inst.workers)
         after = repair(Instance(workers, inst.streams, first.assignment), 200)
         assert check_plan(replace(inst, workers=workers), after.assignment, tol=1e-6) == []
@@ -130,10 +146,19 @@ def test_single_worker_failure_moves_only_its_streams() -> None:
 
 
 def test_failure_moves_what_capacity_forces_and_no_more() -> None:
-    workers = (WorkerInfo("w1", 100, 1.0), WorkerInfo("w2", 100, 1.0), WorkerInfo("w3", 100, 1.0),
-               WorkerInfo("dead", 100, 1.0, alive=False))
-    streams = (StreamInfo("s1", 60), StreamInfo("s2", 20), StreamInfo("s4", 25),
-               StreamInfo("s3", 50), StreamInfo("s5", 70))
+    workers = (
+        WorkerInfo("w1", 100, 1.0),
+        WorkerInfo("w2", 100, 1.0),
+        WorkerInfo("w3", 100, 1.0),
+        WorkerInfo("dead", 100, 1.0, alive=False),
+    )
+    streams = (
+        StreamInfo("s1", 60),
+        StreamInfo("s2", 20),
+        StreamInfo("s4", 25),
+        StreamInfo("s3", 50),
+        StreamInfo("s5", 70),
+    )
     current = {"s1": "w1", "s2": "w2", "s4": "w2", "s5": "w3", "s3": "dead"}
     plan = repair(Instance(workers, streams, current), 200)
     assert plan.unplaced == ()
@@ -144,8 +169,12 @@ def test_failure_moves_what_capacity_forces_and_no_more() -> None:
 
 def test_plan_cost_counts_moves_only_from_live_workers() -> None:
     workers = (WorkerInfo("a", 100, 1.0), WorkerInfo("b", 100, 2.0, alive=False))
-    inst = Instance(workers, (StreamInfo("x", 10), StreamInfo("y", 10)),
-                    {"x": "b", "y": "a"}, migration_penalty=0.3)
+    inst = Instance(
+        workers,
+        (StreamInfo("x", 10), StreamInfo("y", 10)),
+        {"x": "b", "y": "a"},
+        migration_penalty=0.3,
+    )
     assert plan_cost(inst, {"x": "a", "y": "a"}) == (pytest.approx(1.0), 0)
     assert plan_cost(inst, {"x": "a"}) == (pytest.approx(1.3), 1)
 

@@ -32,8 +32,11 @@ def test_caffe_mode_is_bgr_minus_imagenet_means() -> None:
     px[..., 0], px[..., 1], px[..., 2] = 10.0, 20.0, 30.0  # R, G, B
     out = normalise(px, InputSpec(2, "caffe"))
     assert out.dtype == np.float32
-    np.testing.assert_allclose(out[0, 0, 0], [30 - CAFFE_MEAN_BGR[0], 20 - CAFFE_MEAN_BGR[1],
-                                              10 - CAFFE_MEAN_BGR[2]], rtol=1e-6)
+    np.testing.assert_allclose(
+        out[0, 0, 0],
+        [30 - CAFFE_MEAN_BGR[0], 20 - CAFFE_MEAN_BGR[1], 10 - CAFFE_MEAN_BGR[2]],
+        rtol=1e-6,
+    )
 
 
 def test_meanstd_and_unit_modes() -> None:

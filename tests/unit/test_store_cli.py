@@ -25,7 +25,8 @@ def test_db_upgrade_current_downgrade(tmp_path: Path, capsys: pytest.CaptureFixt
     assert "behind: run `linewatch db upgrade`" in capsys.readouterr().out
     assert dbcli.main(["--url", url, "upgrade"]) == 0
     assert f"revision {head_revision()}; head {head_revision()} (up to date)" in (
-        capsys.readouterr().out)
+        capsys.readouterr().out
+    )
     assert dbcli.main(["--url", url, "downgrade", "base"]) == 0
     assert current_revision(make_engine(url)) is None
     assert dbcli.main(["--url", url, "upgrade", "nosuchrev"]) == 1

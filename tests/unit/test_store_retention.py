@@ -28,10 +28,22 @@ def _count(engine: Engine, table: s.Table) -> int:
 
 def _alert_row(status: str, age_days: float, evidence_key: str | None = None) -> dict:
     at = NOW - timedelta(days=age_days)
-    return {"dedup_key": f"k-{status}-{age_days}", "kind": "defect", "severity": "major",
-            "status": status, "count": 1, "first_seen": at, "last_seen": at, "site": "s1",
-            "line": "L1", "station": "st1", "message": "m", "evidence_key": evidence_key,
-            "resolved_at": at if status == "resolved" else None, "updated_at": at}
+    return {
+        "dedup_key": f"k-{status}-{age_days}",
+        "kind": "defect",
+        "severity": "major",
+        "status": status,
+        "count": 1,
+        "first_seen": at,
+        "last_seen": at,
+        "site": "s1",
+        "line": "L1",
+        "station": "st1",
+        "message": "m",
+        "evidence_key": evidence_key,
+        "resolved_at": at if status == "resolved" else None,
+        "updated_at": at,
+    }
 
 
 @pytest.fixture()
@@ -41,15 +53,17 @@ def engine(tmp_path: Path) -> Engine:
     with eng.begin() as c:
         for i, at in enumerate([old] * 30 + [young] * 10):
             repo.insert_frames(c, plan(verdict(cam(), i, at=at)).rows["frames"])  # type: ignore[union-attr]
-        repo.insert_ignore(c, s.T_READINGS, plan(readings_msg(sensor(), 0, 50, at=old))
-                           .rows["sensor_readings"])  # type: ignore[union-attr]
+        repo.insert_ignore(
+            c, s.T_READINGS, plan(readings_msg(sensor(), 0, 50, at=old)).rows["sensor_readings"]
+        )  # type: ignore[union-attr]
         for status in ("active", "acknowledged", "resolved"):
             c.execute(insert(s.T_ALERTS).values(**_alert_row(status, 500)))
         c.execute(insert(s.T_ALERTS).values(**_alert_row("resolved", 10)))
         ids = c.execute(select(s.T_ALERTS.c.id)).scalars().all()
         for aid in ids:
-            c.execute(insert(s.T_ALERT_EVENTS).values(alert_id=aid, action="create",
-                                                      actor="edge", at=old))
+            c.execute(
+                insert(s.T_ALERT_EVENTS).values(alert_id=aid, action="create", actor="edge", at=old)
+            )
     return eng
 
 
@@ -78,8 +92,9 @@ def test_old_rows_go_in_batches_and_unacknowledged_alerts_stay(engine: Engine) -
 def test_evidence_byte_budget_spares_open_alerts(engine: Engine) -> None:
     with engine.begin() as c:
         for i in range(10):  # 10 x 1000 bytes, oldest first; #0 shown by an active alert
-            p = plan(alert(f"ev{i}", cam(), at=NOW - timedelta(hours=10 - i),
-                           thumbnail=bytes(1000)))
+            p = plan(
+                alert(f"ev{i}", cam(), at=NOW - timedelta(hours=10 - i), thumbnail=bytes(1000))
+            )
             repo.insert_evidence(c, p.rows["evidence"])  # type: ignore[union-attr]
         c.execute(insert(s.T_ALERTS).values(**_alert_row("active", 1, "alert:ev0")))
     rep = Retention(engine, _settings(retention_evidence_budget_bytes=4500)).run(now=NOW)

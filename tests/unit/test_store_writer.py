@@ -180,8 +180,10 @@ def test_status_alerts_and_evidence(rig: Rig) -> None:
     v = verdict(c, 9, kind="defect")
     rig.send(topics.worker_status_topic("W1"), status("W1", "online", 2))
     rig.send(topics.worker_status_topic("W1"), status("W1", "offline", 1))  # stale death
-    rig.send(topics.alert_topic("s1", "L1", "st1"),
-             alert("ev-1", c, thumbnail=b"\xff\xd8jpegdata", frame_key=v.key))
+    rig.send(
+        topics.alert_topic("s1", "L1", "st1"),
+        alert("ev-1", c, thumbnail=b"\xff\xd8jpegdata", frame_key=v.key),
+    )
     rig.send(topics.verdict_topic(c), v)  # the verdict lands after its evidence
     rig.send(topics.alert_topic("s1", "L1", "st1"), alert("ev-1", c, thumbnail=b"\xff\xd8x"))
     wait_for(lambda: rig.acked() == 5, 5, what="acks")
@@ -200,9 +202,11 @@ def test_a_message_sql_cannot_hold_is_dead_lettered_and_the_rest_stored(rig: Rig
     good = [verdict(c, i) for i in range(5)]
     poison = verdict(c, 99).model_copy(update={"part": "P-POISON"})
     with rig.engine.begin() as conn:  # the database refuses this one row (a check constraint)
-        conn.exec_driver_sql("CREATE TRIGGER refuse BEFORE INSERT ON frames "
-                             "WHEN NEW.part = 'P-POISON' BEGIN "
-                             "SELECT RAISE(ABORT, 'refused by a plant check'); END")
+        conn.exec_driver_sql(
+            "CREATE TRIGGER refuse BEFORE INSERT ON frames "
+            "WHEN NEW.part = 'P-POISON' BEGIN "
+            "SELECT RAISE(ABORT, 'refused by a plant check'); END"
+        )
     for m in [*good[:3], poison, *good[3:]]:
         rig.send(topics.verdict_topic(c), m)
     wait_for(lambda: rig.acked() == 6, 10, what="every message acked")

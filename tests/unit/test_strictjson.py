@@ -28,9 +28,24 @@ def test_accepts_ordinary_json() -> None:
     assert loads(b"  12  ") == 12
 
 
-@pytest.mark.parametrize("data", [b"", b"   ", b"{", b'{"a":1', b"[1,]", b"{'a':1}", b"01",
-                                  b'{"a" 1}', b"[1] [2]", b"\xef\xbb\xbf{}", b'"a\nb"',
-                                  b"tru", b"{]"])
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"   ",
+        b"{",
+        b'{"a":1',
+        b"[1,]",
+        b"{'a':1}",
+        b"01",
+        b'{"a" 1}',
+        b"[1] [2]",
+        b"\xef\xbb\xbf{}",
+        b'"a\nb"',
+        b"tru",
+        b"{]",
+    ],
+)
 def test_malformed_is_bad_json(data: bytes) -> None:
     assert _reason(data) == "bad_json"
 
@@ -47,8 +62,9 @@ def test_duplicate_keys_anywhere() -> None:
     assert loads(b'{"a": {"a": 1}}') == {"a": {"a": 1}}  # same key at other levels is fine
 
 
-@pytest.mark.parametrize("data", [b"\xff", b'{"a": "\xc3"}', b'"\xed\xa0\x80"', b'"\xc0\xaf"',
-                                  b'"\xf8\x88\x80\x80\x80"'])
+@pytest.mark.parametrize(
+    "data", [b"\xff", b'{"a": "\xc3"}', b'"\xed\xa0\x80"', b'"\xc0\xaf"', b'"\xf8\x88\x80\x80\x80"']
+)
 def test_invalid_utf8(data: bytes) -> None:
     assert _reason(data) == "bad_utf8"
 
@@ -87,9 +103,11 @@ def test_100k_deep_is_rejected_without_recursion() -> None:
     limit = sys.getrecursionlimit()
     sys.setrecursionlimit(200)  # a recursive parser would blow up long before 100k
     try:
-        for data in (b"[" * 100_000 + b"]" * 100_000,
-                     b'{"a":' * 100_000 + b"1" + b"}" * 100_000,
-                     b"[" * 100_000):  # unterminated too
+        for data in (
+            b"[" * 100_000 + b"]" * 100_000,
+            b'{"a":' * 100_000 + b"1" + b"}" * 100_000,
+            b"[" * 100_000,
+        ):  # unterminated too
             start = time.perf_counter()
             assert _reason(data) == "json_too_deep"
             assert time.perf_counter() - start < 0.5

@@ -30,16 +30,34 @@ STREAM_BUILDERS = [
     (t.threshold_change_topic, CAM, Route.THRESHOLD_CHANGE, t.ALL_THRESHOLD_CHANGES),
     (t.threshold_control_topic, CAM, Route.THRESHOLD_CONTROL, t.ALL_THRESHOLD_CONTROL),
 ]
-ALL_PATTERNS = [t.ALL_FRAMES, t.ALL_SENSORS, t.ALL_VERDICTS, t.ALL_FEATURES, t.ALL_FRAME_FAMILIES,
-                t.ALL_THRESHOLD_CHANGES, t.ALL_GAPS, t.ALL_READINGS, t.ALL_SENSOR_ANOMALIES,
-                t.ALL_ALERTS, t.ALL_STATUS, t.ALL_ASSIGNMENTS, t.ALL_FAMILIES,
-                t.ALL_THRESHOLD_CONTROL, t.ALL_DEAD_LETTERS, t.DISPATCH_DECISIONS]
+ALL_PATTERNS = [
+    t.ALL_FRAMES,
+    t.ALL_SENSORS,
+    t.ALL_VERDICTS,
+    t.ALL_FEATURES,
+    t.ALL_FRAME_FAMILIES,
+    t.ALL_THRESHOLD_CHANGES,
+    t.ALL_GAPS,
+    t.ALL_READINGS,
+    t.ALL_SENSOR_ANOMALIES,
+    t.ALL_ALERTS,
+    t.ALL_STATUS,
+    t.ALL_ASSIGNMENTS,
+    t.ALL_FAMILIES,
+    t.ALL_THRESHOLD_CONTROL,
+    t.ALL_DEAD_LETTERS,
+    t.DISPATCH_DECISIONS,
+]
 
 
-@pytest.mark.parametrize(("build", "stream", "route", "pattern"), STREAM_BUILDERS,
-                         ids=lambda x: getattr(x, "__name__", None) or str(x))
-def test_stream_topics_round_trip(build: Callable[[StreamRef], str], stream: StreamRef,
-                                  route: Route, pattern: str) -> None:
+@pytest.mark.parametrize(
+    ("build", "stream", "route", "pattern"),
+    STREAM_BUILDERS,
+    ids=lambda x: getattr(x, "__name__", None) or str(x),
+)
+def test_stream_topics_round_trip(
+    build: Callable[[StreamRef], str], stream: StreamRef, route: Route, pattern: str
+) -> None:
     topic = build(stream)
     parsed = t.parse(topic)
     assert parsed.route is route and parsed.stream == stream
@@ -47,14 +65,16 @@ def test_stream_topics_round_trip(build: Callable[[StreamRef], str], stream: Str
     assert [p for p in ALL_PATTERNS if topic_matches(p, topic)] == [pattern]
 
 
-@pytest.mark.parametrize(("build", "route", "pattern"), [
-    (t.worker_status_topic, Route.STATUS, t.ALL_STATUS),
-    (t.assignment_topic, Route.ASSIGNMENT, t.ALL_ASSIGNMENTS),
-    (t.family_topic, Route.FAMILY, t.ALL_FAMILIES),
-    (t.dead_letter_topic, Route.DEAD_LETTER, t.ALL_DEAD_LETTERS),
-])
-def test_system_topics_round_trip(build: Callable[[str], str], route: Route,
-                                  pattern: str) -> None:
+@pytest.mark.parametrize(
+    ("build", "route", "pattern"),
+    [
+        (t.worker_status_topic, Route.STATUS, t.ALL_STATUS),
+        (t.assignment_topic, Route.ASSIGNMENT, t.ALL_ASSIGNMENTS),
+        (t.family_topic, Route.FAMILY, t.ALL_FAMILIES),
+        (t.dead_letter_topic, Route.DEAD_LETTER, t.ALL_DEAD_LETTERS),
+    ],
+)
+def test_system_topics_round_trip(build: Callable[[str], str], route: Route, pattern: str) -> None:
     topic = build("edge-7")
     assert topic.startswith(f"{t.ROOT}/{t.SYS}/")
     parsed = t.parse(topic)
@@ -94,8 +114,7 @@ def test_bad_ids_rejected_everywhere(bad: str) -> None:
         parts[position] = bad
         with pytest.raises(TopicError):
             StreamRef(parts[0], parts[1], parts[2], Kind.CAMERA, parts[3])
-    for build in (t.worker_status_topic, t.assignment_topic, t.family_topic,
-                  t.dead_letter_topic):
+    for build in (t.worker_status_topic, t.assignment_topic, t.family_topic, t.dead_letter_topic):
         with pytest.raises(TopicError):
             build(bad)
     with pytest.raises(TopicError):
@@ -114,25 +133,28 @@ def test_reserved_sys_site() -> None:
         t.parse(f"{t.ROOT}/{t.SYS}/l/s/camera/c/frame")  # a system topic, not a frame
 
 
-@pytest.mark.parametrize("topic", [
-    "lw/v2/a/b/c/camera/d/frame",         # other version
-    "lw/v1/a/b/c/camera/d",               # camera without suffix
-    "lw/v1/a/b/c/camera/d/jpeg",          # unknown suffix
-    "lw/v1/a/b/c/sensor/d/verdict",       # camera-only suffix on a sensor
-    "lw/v1/a/b/c/lidar/d/frame",          # unknown kind
-    "lw/v1/a/b/c/camera/d/frame/extra",   # too deep
-    "lw/v1/a/b/c/camera/+/frame",         # a wildcard is not a topic
-    "lw/v1/a/b/c/camera/../frame",
-    "lw/v1/a/b/c/camera/d\x00/frame",
-    "lw/v1/_sys/status",
-    "lw/v1/_sys/status/a/b",
-    "lw/v1/_sys/unknown/a",
-    "lw/v1/_sys/control/threshold/a/b/c",
-    "lw/v1/a/b/alert",
-    "/lw/v1/a/b/c/alert",
-    "lw/v1/" + "x/" * 300 + "alert",
-    "",
-])
+@pytest.mark.parametrize(
+    "topic",
+    [
+        "lw/v2/a/b/c/camera/d/frame",  # other version
+        "lw/v1/a/b/c/camera/d",  # camera without suffix
+        "lw/v1/a/b/c/camera/d/jpeg",  # unknown suffix
+        "lw/v1/a/b/c/sensor/d/verdict",  # camera-only suffix on a sensor
+        "lw/v1/a/b/c/lidar/d/frame",  # unknown kind
+        "lw/v1/a/b/c/camera/d/frame/extra",  # too deep
+        "lw/v1/a/b/c/camera/+/frame",  # a wildcard is not a topic
+        "lw/v1/a/b/c/camera/../frame",
+        "lw/v1/a/b/c/camera/d\x00/frame",
+        "lw/v1/_sys/status",
+        "lw/v1/_sys/status/a/b",
+        "lw/v1/_sys/unknown/a",
+        "lw/v1/_sys/control/threshold/a/b/c",
+        "lw/v1/a/b/alert",
+        "/lw/v1/a/b/c/alert",
+        "lw/v1/" + "x/" * 300 + "alert",
+        "",
+    ],
+)
 def test_parse_rejects(topic: str) -> None:
     with pytest.raises(TopicError) as err:
         t.parse(topic)
@@ -143,8 +165,9 @@ ids = st.from_regex(r"[A-Za-z0-9_-]{1,64}", fullmatch=True)
 
 
 @given(ids.filter(lambda s: s != t.SYS), ids, ids, ids, st.sampled_from(list(Kind)))
-def test_any_valid_stream_round_trips(site: str, line: str, station: str, name: str,
-                                      kind: Kind) -> None:
+def test_any_valid_stream_round_trips(
+    site: str, line: str, station: str, name: str, kind: Kind
+) -> None:
     s = StreamRef(site, line, station, kind, name)
     topic = t.frame_topic(s) if kind is Kind.CAMERA else t.sensor_topic(s)
     assert t.parse(topic).stream == s

@@ -35,8 +35,11 @@ def test_status_effects_follow_the_incarnation_counter() -> None:
 
 
 def test_expired_after_one_and_a_half_keepalives() -> None:
-    seen = {"a": Liveness(1, True, 10.0), "b": Liveness(1, True, 13.0),
-            "c": Liveness(1, False, 0.0)}
+    seen = {
+        "a": Liveness(1, True, 10.0),
+        "b": Liveness(1, True, 13.0),
+        "c": Liveness(1, False, 0.0),
+    }
     assert expired(seen, 17.4, keepalive_s=5) == []
     assert expired(seen, 17.6, keepalive_s=5) == ["a"]
     assert expired(seen, 30.0, keepalive_s=5) == ["a", "b"]
