@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from edge.fastnovelty import NoveltyIndex
+from edge.model.novelty import NoveltyIndex
 
 log = logging.getLogger(__name__)
 

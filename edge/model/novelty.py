@@ -58,10 +58,41 @@ def patch_scores(patch_features: np.ndarray, bank: np.ndarray) -> np.ndarray:
     return dist.reshape(n, h, w)
 
 
+class NoveltyIndex:
+    """A bank prepared once for image novelty scores (the worker keeps one per camera).
+
+    The bank becomes the augmented matrix ``[-2·Bᵀ; ‖b‖²]``, so one matrix product per block
+    gives ``‖b‖² − 2 q·b`` for every pair and a single ``min`` finishes it: no argmin and no
+    index gathering, which only ``patch_scores`` (the family descriptor) needs.
+    """
+
+    def __init__(self, bank: np.ndarray) -> None:
+        b = check_bank(bank)
+        self.dim = int(b.shape[1])
+        self.size = int(b.shape[0])
+        sq = np.einsum("ij,ij->i", b, b)
+        self._aug = np.ascontiguousarray(np.vstack([-2.0 * b.T, sq[None, :]]), dtype=np.float32)
+
+    def scores(self, patch_features: np.ndarray) -> np.ndarray:
+        """Image novelty [N] of patch features [N, h, w, c]: the largest patch distance."""
+        pf = _as_patches(patch_features)
+        if pf.shape[-1] != self.dim:
+            raise BankError(f"bank dimension {self.dim} does not match features ({pf.shape[-1]})")
+        q = pf.reshape(-1, self.dim)
+        qa = np.empty((len(q), self.dim + 1), np.float32)
+        qa[:, :-1] = q
+        qa[:, -1] = 1.0
+        best = np.empty(len(q), np.float32)
+        for s in range(0, len(q), _CHUNK):
+            np.min(qa[s : s + _CHUNK] @ self._aug, axis=1, out=best[s : s + _CHUNK])
+        best += np.einsum("ij,ij->i", q, q)
+        dist = np.sqrt(np.maximum(best, 0.0))
+        return dist.reshape(pf.shape[0], -1).max(axis=1)
+
+
 def novelty_scores(patch_features: np.ndarray, bank: np.ndarray) -> np.ndarray:
     """Image novelty [N]: the largest patch distance to the bank (the most anomalous place)."""
-    maps = patch_scores(patch_features, bank)
-    return maps.reshape(len(maps), -1).max(axis=1)
+    return NoveltyIndex(bank).scores(patch_features)
 
 
 def greedy_coreset(

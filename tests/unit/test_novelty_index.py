@@ -1,12 +1,11 @@
-"""The serving-path novelty equals the reference ``novelty_scores`` of edge/model/novelty.py."""
+"""The prepared-bank novelty (NoveltyIndex) equals the argmin reference path (patch_scores)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from edge.fastnovelty import NoveltyIndex
-from edge.model.novelty import BankError, novelty_scores
+from edge.model.novelty import BankError, NoveltyIndex, novelty_scores, patch_scores
 
 pytestmark = pytest.mark.unit
 
@@ -21,8 +20,9 @@ def test_equals_reference(shape: tuple[int, ...], bank_size: int) -> None:
     pf = centres[rng.integers(0, 8, int(np.prod(shape[:-1])))].reshape(shape)
     pf = (pf + rng.normal(0, 0.2, shape)).astype(np.float32)
     pf[0, 0, 0] += 5.0  # one anomalous patch
-    want = novelty_scores(pf, bank)
+    want = patch_scores(pf, bank).reshape(shape[0], -1).max(axis=1)
     got = NoveltyIndex(bank).scores(pf)
+    np.testing.assert_allclose(novelty_scores(pf, bank), got, rtol=0, atol=0)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
 
 
