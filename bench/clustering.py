@@ -3,12 +3,22 @@
 Bar ``core_fraction`` <= 0.05: CPU seconds per anomalous frame through the clustering
 service (decode, assign, amortised refits, encode, publish, state saves; measured with
 ``time.process_time``) × the edge worker's frame rate ÷ one core, assuming (conservatively)
-that EVERY frame is anomalous. The frame rate is the highest of ``var/bench/pipeline.json``
-(raw, in-process and MQTT rates) when present; else the raw onnxruntime rate of the demo
-model's int8 file (its serve file when it has none) measured here; else 150 frames/s
-(the int8 rate at 224 px in issue 6).
+that EVERY frame is anomalous.
 
-    python bench/clustering.py [--vectors 500] [--trials 3] [--window 1000]
+The frame rate is the edge worker's own measured rate: the higher of the worker's rates in
+``var/bench/pipeline.json`` (``inproc_frames_per_s``: the whole worker fed in-process;
+``mqtt_frames_per_s``: the whole pipeline over MQTT), written by ``bench/pipeline.py``. The
+raw onnxruntime rate in that file is not the worker's and is only reported. With no such
+file the rate is ASSUMED to be 150 frames/s (the int8 rate at 224 px in issue 6) and the JSON
+says so (``frame_rate_measured``: false). A second bar, ``core_fraction_at_150fps``, holds
+the service to the same 5 % at 150 frames/s, all anomalous, whatever the measured rate.
+
+The service runs in the steady state of a long run at that rate: frame timestamps 1/rate
+apart, the alert tracker's history full (``max_history`` arrival times per family, as after
+an hour at 150 frames/s), the dedup memory full; routine state saves fall inside every trial
+(trials are whole multiples of ``cluster_save_every``).
+
+    python bench/clustering.py [--vectors 1000] [--trials 3] [--window 1000]
 """
 
 from __future__ import annotations
@@ -20,6 +30,7 @@ import tempfile
 import time
 import warnings
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -32,58 +43,45 @@ from _common import bar, emit, host_info, make_report, spread  # noqa: E402
 
 DEFAULT_FPS = 150.0
 PIPELINE_JSON = ROOT / "var" / "bench" / "pipeline.json"
-MODEL_DIR = ROOT / "var" / "models" / "demo"
+WORKER_KEYS = ("inproc_frames_per_s", "mqtt_frames_per_s")  # the whole worker, measured
 DIM = 2048
+START = datetime(2026, 1, 5, 6, 0, tzinfo=UTC)  # simulated clock of the stream
 
 
-def frame_rate() -> tuple[float, str]:
-    """The edge worker's frame rate and where it came from."""
-    if PIPELINE_JSON.is_file():
-        res = json.loads(PIPELINE_JSON.read_text())["results"]
-        keys = ("raw_images_per_s", "inproc_frames_per_s", "mqtt_frames_per_s")
-        rates = {k: float(res[k]) for k in keys if res.get(k)}
+def _shown(path: Path) -> str:
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
+def frame_rate(path: Path = PIPELINE_JSON) -> dict[str, Any]:
+    """The edge worker's measured frame rate (or the documented assumption) and its source."""
+    if path.is_file():
+        res = json.loads(path.read_text()).get("results", {})
+        rates = {k: float(res[k]) for k in WORKER_KEYS if res.get(k)}
         if rates:
             k = max(rates, key=lambda name: rates[name])
-            return rates[k], f"{PIPELINE_JSON.relative_to(ROOT)}: {k}"
-    if (MODEL_DIR / "model.card.json").is_file():
-        return raw_int8_rate(MODEL_DIR)
-    return DEFAULT_FPS, "default: the int8 rate at 224 px measured in issue 6"
+            return {
+                "frame_rate_fps": rates[k],
+                "frame_rate_measured": True,
+                "frame_rate_source": f"{_shown(path)}: {k} (the edge worker, measured)",
+                "pipeline_rates_fps": {
+                    n: res[n] for n in ("raw_images_per_s", *WORKER_KEYS) if n in res
+                },
+            }
+    return {
+        "frame_rate_fps": DEFAULT_FPS,
+        "frame_rate_measured": False,
+        "frame_rate_source": (
+            f"ASSUMED: no edge worker rate in {_shown(path)} (run bench/pipeline.py); "
+            f"{DEFAULT_FPS:g} frames/s is the int8 model rate at 224 px from issue 6"
+        ),
+    }
 
 
-def raw_int8_rate(model_dir: Path, batch: int = 8, seconds: float = 3.0) -> tuple[float, str]:
-    """onnxruntime alone on preprocessed synthetic frames: images/s of the int8 file (the
-    card's serve file when there is no int8 one)."""
-    from edge.model.card import INT8_NAME
-    from edge.model.runtime import OnnxModel
-    from edge.model.synthetic import DEFECT_FAMILIES, PART_TYPES, render_frame
-    from edge.preprocess import preprocess_images
-
-    path = model_dir / INT8_NAME if (model_dir / INT8_NAME).is_file() else model_dir
-    model = OnnxModel(path)
-    frames = [
-        render_frame(
-            7,
-            i,
-            PART_TYPES[i % len(PART_TYPES)],
-            DEFECT_FAMILIES[i % len(DEFECT_FAMILIES)] if i % 2 else None,
-        )
-        for i in range(batch)
-    ]
-    x = preprocess_images(frames, model.input_spec)
-    model.run(x)
-    n, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        model.run(x)
-        n += batch
-    rate = n / (time.perf_counter() - t0)
-    return rate, f"raw onnxruntime on {model.path.name} (batch {batch}), measured here"
-
-
-def messages(n: int, seed: int = 100) -> list[bytes]:
+def messages(n: int, fps: float, seed: int = 100) -> list[bytes]:
     """Features messages of anomalous frames carrying 2048-d float16 embeddings (five
-    families; the last one appears after the first third)."""
+    families; the last one appears after the first third), ``1 / fps`` seconds apart."""
     from broker import codecs
-    from broker.messages import Features, utcnow
+    from broker.messages import Features
     from broker.topics import StreamRef
     from services.clustering.eval import gaussian_families
 
@@ -95,7 +93,7 @@ def messages(n: int, seed: int = 100) -> list[bytes]:
                 stream=cam.key,
                 key=f"{cam.key}#{seed}:{i}",
                 worker="w1",
-                ts=utcnow(),
+                ts=START + timedelta(seconds=i / fps),
                 dim=DIM,
                 embedding=codecs.embedding_to_bytes(v),
                 verdict="anomaly",
@@ -106,8 +104,33 @@ def messages(n: int, seed: int = 100) -> list[bytes]:
     ]
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    """Service path per vector (refits held off), refit seconds, assignment alone."""
+def fill_alert_history(service: Any, fps: float) -> int:
+    """Give every active family the arrival history of a long run at ``fps`` (split evenly
+    between the families, at most ``max_history`` each, before the stream's first frame), as
+    the alert tracker holds it after an hour at that rate; returns the entries per family."""
+    tracker, core = service.tracker, service.core
+    cfg = tracker.config
+    families = [f.id for f in core.active()]
+    horizon = cfg.horizon_s
+    n = int(min(cfg.max_history, fps / max(len(families), 1) * horizon))
+    t0 = START.timestamp()
+    old = tracker.to_state()
+    state = {}
+    for fid in families:
+        prior = np.linspace(t0 - horizon, t0, n, endpoint=False)
+        cur = old.get(fid, {"times": np.zeros(0), "last_growth": None})
+        state[fid] = {
+            "first": float(prior[0]) if n else t0,
+            "times": np.concatenate([prior, np.asarray(cur["times"], np.float64)]),
+            "new_alerted": True,
+            "last_growth": cur["last_growth"],
+        }
+    tracker.load_state(state)
+    return n
+
+
+def run(args: argparse.Namespace, fps: float) -> dict[str, Any]:
+    """Service path per vector (refits held off), refit seconds, decode and assignment alone."""
     from broker import codecs
     from broker.loopback import LoopbackHub, LoopbackTransport
     from broker.messages import Features
@@ -120,8 +143,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     settings = ClusterSettings(
         data_dir=Path(tempfile.mkdtemp(prefix="lw-bench-cluster-")), cluster_window=args.window
     )
+    every = settings.cluster_save_every
+    vectors = max(every, -(-args.vectors // every) * every)  # whole save periods per trial
     service = ClusterService(LoopbackTransport(LoopbackHub(), "bench"), settings)
-    stream = messages(args.window + (args.trials + 1) * args.vectors)
+    stream = messages(args.window + (args.trials + 1) * vectors, fps)
     t0 = time.process_time()
     for p in stream[: args.window]:  # startup: fills the window, early refits
         service.on_features(Inbound(topic=topic, payload=p))
@@ -130,38 +155,56 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     core.refit(1e9)
     core.next_refit = 1 << 62  # refits are timed on their own below
     core.config = replace(core.config, suspect_trigger=1 << 30)
+    history = fill_alert_history(service, fps)
     trials = []
     for t in range(args.trials):
-        lo = args.window + t * args.vectors
+        lo = args.window + t * vectors
         c0 = time.process_time()
-        for p in stream[lo : lo + args.vectors]:
+        for p in stream[lo : lo + vectors]:
             service.on_features(Inbound(topic=topic, payload=p))
-        trials.append((time.process_time() - c0) / args.vectors)
+        trials.append((time.process_time() - c0) / vectors)
+    state_bytes = settings.state_path.stat().st_size
     refits = []
     for i in range(args.trials):
         r0 = time.process_time()
         core.refit(2e9 + i)
         refits.append(time.process_time() - r0)
+    core.next_refit = 1 << 62  # a refit resets the schedule: keep the next one out of the timing
+    tail = stream[-vectors:]
+    d0 = time.process_time()
+    for p in tail:
+        feat = codecs.decode_output(topic, p)
+        assert isinstance(feat, Features)
+        codecs.embedding_view(feat.embedding, feat.dim)
+    decode_cpu = (time.process_time() - d0) / len(tail)
     vecs = [
-        codecs.embedding_from_bytes(Features.model_validate_json(p).embedding, DIM)
-        for p in stream[-args.vectors :]
+        codecs.embedding_from_bytes(Features.model_validate_json(p).embedding, DIM) for p in tail
     ]
     a0 = time.process_time()
     for i, v in enumerate(vecs):
         core.assign(v, 3e9 + i)
     return {
         "per_vector": trials,
+        "vectors": vectors,
         "refits": refits,
         "startup_cpu_s": startup_cpu,
+        "decode_cpu": decode_cpu,
         "assign_cpu": (time.process_time() - a0) / len(vecs),
         "families": len(core.active()),
         "refit_every": settings.cluster_refit_every,
+        "save_every": every,
+        "history": history,
+        "dedup_keys": len(core.recent),
+        "state_bytes": state_bytes,
+        "counters": dict(service.counters),
     }
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--vectors", type=int, default=500, help="vectors per trial")
+    p.add_argument(
+        "--vectors", type=int, default=1000, help="vectors per trial (whole save periods)"
+    )
     p.add_argument("--trials", type=int, default=3)
     p.add_argument("--window", type=int, default=1000)
     args = p.parse_args(argv)
@@ -172,21 +215,31 @@ def main(argv: list[str] | None = None) -> int:
 
     threadpool_limits(1)  # as `linewatch cluster` runs: one BLAS / OpenMP thread
     host = host_info()
-    fps, source = frame_rate()
-    m = run(args)
+    rate = frame_rate()
+    fps = float(rate["frame_rate_fps"])
+    m = run(args, fps)
     path = float(np.median(m["per_vector"]))
     refit = float(np.median(m["refits"]))
     per_vector = path + refit / m["refit_every"]
     fraction = per_vector * fps
+    at_default = per_vector * DEFAULT_FPS
     results = {
         "dim": DIM,
         "dtype": "float16",
         "window": args.window,
         "refit_every": m["refit_every"],
+        **rate,
         "frame_rate_fps": round(fps, 2),
-        "frame_rate_source": source,
         "assumption": "every frame is anomalous (one features message per frame)",
+        "steady_state": {
+            "alert_history_per_family": m["history"],
+            "dedup_keys": m["dedup_keys"],
+            "save_every": m["save_every"],
+            "state_file_bytes": m["state_bytes"],
+        },
+        "vectors_per_trial": m["vectors"],
         "service_path_cpu_us_per_vector": round(path * 1e6, 1),
+        "decode_cpu_us_per_vector": round(m["decode_cpu"] * 1e6, 1),
         "refit_cpu_s": round(refit, 4),
         "refit_vectors_per_s": round(args.window / refit, 1),
         "cpu_us_per_vector": round(per_vector * 1e6, 1),
@@ -195,12 +248,16 @@ def main(argv: list[str] | None = None) -> int:
         "assign_cpu_us_per_vector": round(m["assign_cpu"] * 1e6, 1),
         "startup_cpu_s": round(m["startup_cpu_s"], 3),
         "families": m["families"],
+        "service_counters": m["counters"],
         "core_fraction": round(fraction, 4),
-        "core_fraction_at_default_fps": round(per_vector * DEFAULT_FPS, 4),
+        "core_fraction_at_150fps": round(at_default, 4),
         "trials_us_per_vector": [round(t * 1e6, 1) for t in m["per_vector"]],
         "trials_refit_s": [round(t, 4) for t in m["refits"]],
     }
-    bars = [bar("core_fraction", fraction, "<=", 0.05)]
+    bars = [
+        bar("core_fraction", fraction, "<=", 0.05),
+        bar("core_fraction_at_150fps", at_default, "<=", 0.05),
+    ]
     worst = max(spread(m["per_vector"]), spread(m["refits"]))
     emit(make_report(results, bars, spread=worst, host=host))
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import binascii
+import functools
 import hashlib
 import math
 import re
@@ -94,9 +95,14 @@ def _json(payload: bytes, limits: Limits) -> Any:
         raise Rejected(exc.reason, exc.detail) from None
 
 
+# Topics repeat (one per stream): parsed ones are remembered (Parsed is immutable; a topic that
+# fails to parse raises and is never cached).
+_parse_topic = functools.lru_cache(maxsize=4096)(parse)
+
+
 def _stream(topic: str) -> Parsed:
     try:
-        return parse(topic)
+        return _parse_topic(topic)
     except TopicError as exc:
         raise Rejected(exc.reason, exc.detail) from None
 
@@ -485,11 +491,20 @@ def embedding_to_bytes(vec: np.ndarray) -> bytes:
     return np.clip(arr, -limit, limit).astype("<f2").tobytes()
 
 
-def embedding_from_bytes(b: bytes, dim: int) -> np.ndarray:
-    """float32 array from float16 little-endian bytes; Rejected on size or non-finite values."""
+_F16_EXPONENT = 0x7C00  # all exponent bits set: inf (zero mantissa) or NaN
+
+
+def embedding_view(b: bytes, dim: int) -> np.ndarray:
+    """Read-only float16 view of little-endian embedding bytes (no copy, no conversion);
+    Rejected on size or non-finite values, exactly as :func:`embedding_from_bytes`."""
     if dim <= 0 or len(b) != 2 * dim:
         raise Rejected("wrong_dimension", f"{len(b)} bytes for a {dim}-d float16 embedding")
-    arr = np.frombuffer(b, dtype="<f2").astype(np.float32)
-    if not np.isfinite(arr).all():
+    arr = np.frombuffer(b, dtype="<f2")
+    if int((arr.view("<u2") & 0x7FFF).max()) >= _F16_EXPONENT:
         raise Rejected("bad_value", "embedding holds NaN or inf")
     return arr
+
+
+def embedding_from_bytes(b: bytes, dim: int) -> np.ndarray:
+    """float32 array from float16 little-endian bytes; Rejected on size or non-finite values."""
+    return embedding_view(b, dim).astype(np.float32)

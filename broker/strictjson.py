@@ -40,8 +40,16 @@ def nesting_depth(data: bytes) -> int:
     return int(np.cumsum(steps, dtype=np.int64).max())
 
 
+def _at_most_one_opener(data: bytes) -> bool:
+    """No ``[`` and at most one ``{`` (byte searches only, no counting: a flat object such as a
+    features message with its base64 embedding is settled in well under a microsecond)."""
+    return b"[" not in data and data.find(b"{", data.find(b"{") + 1) < 0
+
+
 def _check_depth(data: bytes, max_depth: int) -> None:
-    # Fast path: fewer openers than the limit cannot nest deeper than it.
+    # Fast paths: fewer openers than the limit cannot nest deeper than it.
+    if max_depth >= 1 and _at_most_one_opener(data):
+        return
     if data.count(b"[") + data.count(b"{") <= max_depth:
         return
     depth = nesting_depth(data)
@@ -101,6 +109,15 @@ def _check_strings(value: Any) -> None:
             stack.extend(item)
 
 
+# One decoder for every call (``json.loads`` with hooks builds a new one each time).
+_DECODER = json.JSONDecoder(
+    object_pairs_hook=_pairs,
+    parse_constant=_reject_constant,
+    parse_int=_parse_int,
+    parse_float=_parse_float,
+)
+
+
 def loads(data: bytes | bytearray | memoryview | str, *, max_depth: int = DEFAULT_MAX_DEPTH) -> Any:
     """Parse strict JSON; raise :class:`JsonError` with a dead-letter reason otherwise.
 
@@ -114,20 +131,16 @@ def loads(data: bytes | bytearray | memoryview | str, *, max_depth: int = DEFAUL
         raise JsonError("bad_utf8", f"invalid UTF-8 at byte {exc.start}") from None
     _check_depth(raw, max_depth)
     try:
-        value = json.loads(
-            text,
-            object_pairs_hook=_pairs,
-            parse_constant=_reject_constant,
-            parse_int=_parse_int,
-            parse_float=_parse_float,
-        )
+        if text.startswith("\ufeff"):  # what json.loads refuses before it decodes
+            raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
+        value = _DECODER.decode(text)
     except JsonError:
         raise
     except json.JSONDecodeError as exc:
         raise JsonError("bad_json", f"{exc.msg} at line {exc.lineno} column {exc.colno}") from None
     except (ValueError, RecursionError) as exc:
         raise JsonError("bad_json", str(exc)[:200]) from None
-    if b"\\u" in raw:
+    if b"\\" in raw and b"\\u" in raw:  # one-byte search first: most payloads have no escape
         _check_strings(value)
     return value
 

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import bisect
+from array import array
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+import numpy as np
 
 AlertKind = Literal["new_family", "family_growth"]
 
@@ -46,12 +49,42 @@ class AlertEvent:
     message: str = ""
 
 
+COMPACT_MIN = 4096  # dropped entries kept in front of the live ones before a compaction
+
+
 @dataclass
 class _History:
+    """A family's arrival times: ``times[start:]`` sorted; ``times[:start]`` dropped ones.
+
+    Dropping moves ``start`` (compacting now and then), so a family at ``max_history`` does
+    not move 100,000 entries for every new member; ``array('d')`` keeps them as raw doubles,
+    saved as one array."""
+
     first: float
-    times: list[float] = field(default_factory=list)
+    times: array[float] = field(default_factory=lambda: array("d"))
     new_alerted: bool = False
     last_growth: float | None = None
+    start: int = 0
+
+    def add(self, ts: float) -> None:
+        t = self.times
+        if len(t) == self.start or ts >= t[-1]:
+            t.append(ts)  # the usual case: arrivals in time order
+        else:
+            t.insert(bisect.bisect_right(t, ts, self.start), ts)
+
+    def drop_before(self, index: int) -> None:
+        """Drop ``times[start:index]`` (an absolute index)."""
+        if index <= self.start:
+            return
+        self.start = index
+        if self.start >= COMPACT_MIN and self.start * 2 >= len(self.times):
+            del self.times[: self.start]
+            self.start = 0
+
+    def live(self) -> np.ndarray:
+        """The live timestamps, a float64 copy."""
+        return np.frombuffer(self.times[self.start :], dtype=np.float64)
 
 
 class AlertTracker:
@@ -64,13 +97,14 @@ class AlertTracker:
     def observe(self, family: str, ts: float) -> list[AlertEvent]:
         """Record one member of ``family`` at ``ts``; return the alerts it triggers."""
         cfg = self.config
-        h = self._h.setdefault(family, _History(first=ts))
+        h = self._h.get(family)
+        if h is None:
+            h = self._h[family] = _History(first=ts)
         h.first = min(h.first, ts)
-        bisect.insort(h.times, ts)
-        cut = bisect.bisect_left(h.times, max(h.times[-1] - cfg.horizon_s, ts - cfg.horizon_s))
-        excess = max(cut, len(h.times) - cfg.max_history)
-        if excess > 0:
-            del h.times[:excess]
+        h.add(ts)
+        t = h.times
+        cut = bisect.bisect_left(t, max(t[-1] - cfg.horizon_s, ts - cfg.horizon_s), h.start)
+        h.drop_before(max(cut, len(t) - cfg.max_history))
         out = []
         if not h.new_alerted:
             n = self._count(h, ts - cfg.new_family_window_s, ts)
@@ -128,8 +162,9 @@ class AlertTracker:
     @staticmethod
     def _count(h: _History, lo: float, hi: float, right: bool = True) -> int:
         """Members with ``lo < t <= hi`` (``lo < t < hi`` when ``right`` is False)."""
-        end = bisect.bisect_right(h.times, hi) if right else bisect.bisect_left(h.times, hi)
-        return max(end - bisect.bisect_right(h.times, lo), 0)
+        t, s = h.times, h.start
+        end = bisect.bisect_right(t, hi, s) if right else bisect.bisect_left(t, hi, s)
+        return max(end - bisect.bisect_right(t, lo, s), 0)
 
     def rate_per_hour(self, family: str, now: float) -> float:
         """Members per hour over the recent growth window."""
@@ -145,15 +180,18 @@ class AlertTracker:
         if src is None:
             return
         dst = self._h.setdefault(into, _History(first=src.first))
-        dst.times = sorted(dst.times + src.times)[-self.config.max_history :]
+        both = np.sort(np.concatenate([dst.live(), src.live()]))[-self.config.max_history :]
+        dst.times, dst.start = array("d", both.tobytes()), 0
         dst.first = min(dst.first, src.first)
         dst.new_alerted = dst.new_alerted or src.new_alerted
 
     def to_state(self) -> dict[str, Any]:
+        """JSON-able state, but ``times`` are float64 arrays (``state.save`` stores them as
+        arrays; ``load_state`` takes arrays or lists)."""
         return {
             f: {
                 "first": h.first,
-                "times": h.times,
+                "times": h.live(),
                 "new_alerted": h.new_alerted,
                 "last_growth": h.last_growth,
             }
@@ -164,12 +202,18 @@ class AlertTracker:
         self._h = {
             f: _History(
                 float(v["first"]),
-                [float(t) for t in v["times"]],
+                _doubles(v["times"]),
                 bool(v["new_alerted"]),
                 v.get("last_growth"),
             )
             for f, v in state.items()
         }
+
+
+def _doubles(values: Any) -> array[float]:
+    out = array("d")
+    out.frombytes(np.asarray(values, dtype=np.float64).reshape(-1).tobytes())
+    return out
 
 
 def _span(seconds: float) -> str:

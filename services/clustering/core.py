@@ -24,6 +24,7 @@ from services.clustering.model import (
 )
 from services.clustering.reduce import Reducer
 
+F16_MAX = float(np.finfo(np.float16).max)
 NEAREST = 3  # prototypes (nearest in the reduced space) whose full distance is compared
 
 __all__ = [
@@ -112,9 +113,10 @@ class ClusterCore:
             )
         if arr.shape[0] == 0:
             raise VectorRejected("wrong_dimension", "empty vector")
-        if not np.isfinite(arr).all():
-            raise VectorRejected("bad_value", "vector holds NaN or inf")
-        if float(np.abs(arr).max()) > float(np.finfo(np.float16).max):
+        peak = float(np.abs(arr).max())  # one pass: NaN propagates, inf is beyond the range
+        if not peak <= F16_MAX:
+            if not np.isfinite(arr).all():
+                raise VectorRejected("bad_value", "vector holds NaN or inf")
             raise VectorRejected("bad_value", "vector exceeds the float16 range")
         return arr
 
@@ -131,11 +133,16 @@ class ClusterCore:
             d = np.sqrt(((self.protos.raw - x) ** 2).sum(1))
             j = int(d.argmin())
             return j, float(d[j])
-        z = self._z = self.reducer.apply(x)
-        dz = ((self._pz - z) ** 2).sum(1)
+        red = self.reducer
+        z = self._z = red.apply(x)
+        dz = self._pz - z
+        dz = (dz * dz).sum(1)
         near = np.argsort(dz)[:NEAREST] if len(dz) > NEAREST else np.arange(len(dz))
-        diff = (x - self.protos.raw[near]) / self.reducer.scale
-        full = np.einsum("ij,ij->i", diff, diff)
+        diff = self.protos.raw[near]  # a copy (fancy indexing): safe to work in place
+        np.subtract(x, diff, out=diff)
+        if not red.unit_scale:
+            diff /= red.scale
+        full = (diff * diff).sum(1)
         k = int(full.argmin())
         return int(near[k]), float(np.sqrt(full[k]))
 
@@ -151,6 +158,8 @@ class ClusterCore:
             fid, dist = self.recent[key]
             return Assigned(fid, dist, False, duplicate=True)
         vec = self.validate(x)
+        # the window keeps float16: store the vector as it travelled when it came as float16
+        as_sent = x if isinstance(x, np.ndarray) and x.dtype == np.float16 else vec
         if self._dim is None:
             self._init_buffers(int(vec.shape[0]))
         changes: list[Change] = []
@@ -167,7 +176,7 @@ class ClusterCore:
         fam = self.families[fid]
         fam.size += 1
         fam.last_seen = max(fam.last_seen, ts)
-        self.window.add(vec, int(self.protos.ids[row]))
+        self.window.add(as_sent, int(self.protos.ids[row]))
         self.seen += 1
         self.suspects.append(dist > self.soft_lam)
         if self.seen >= self.next_refit or self._pressure():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.cluster.hierarchy import fcluster, linkage
@@ -10,7 +10,6 @@ from scipy.linalg import eigh
 from scipy.optimize import linear_sum_assignment
 from scipy.special import ndtr
 from sklearn.cluster import Birch, KMeans
-from sklearn.metrics import calinski_harabasz_score
 
 METHODS = ("ward", "kmeans", "birch")
 KEEP_BONUS = 1.05  # the current partition wins unless another scores 5 % higher
@@ -24,14 +23,25 @@ class Reducer:
     mean: np.ndarray  # (D,)
     scale: np.ndarray  # (D,), ones when not standardising
     components: np.ndarray  # (k, D)
+    unit_scale: bool = field(init=False)  # scale is all ones: dividing by it is skipped
+    _weights: np.ndarray = field(init=False, repr=False)  # (D, k) view: (components / scale).T
+
+    def __post_init__(self) -> None:
+        unit = bool(np.all(self.scale == 1.0))
+        weights = self.components if unit else (self.components / self.scale).astype(np.float32)
+        object.__setattr__(self, "unit_scale", unit)
+        object.__setattr__(self, "_weights", weights.T)
 
     @property
     def dim(self) -> int:
         return int(self.mean.shape[0])
 
     def apply(self, x: np.ndarray) -> np.ndarray:
-        """Reduce one vector (D,) or a batch (n, D) to float32 (k,) / (n, k)."""
-        out: np.ndarray = ((x - self.mean) / self.scale) @ self.components.T
+        """Reduce one vector (D,) or a batch (n, D) to float32 (k,) / (n, k).
+
+        ``((x - mean) / scale) @ components.T`` with the division folded into the weights
+        (exact when the scale is all ones, the default)."""
+        out: np.ndarray = (x - self.mean) @ self._weights
         return out.astype(np.float32, copy=False)
 
 
@@ -68,6 +78,24 @@ def sq_dists(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.maximum(d, 0.0)
 
 
+def member_distances(z: np.ndarray, labels: np.ndarray, min_members: int) -> np.ndarray:
+    """Member-to-own-centroid distances in the clusters of at least ``min_members``."""
+    dists = []
+    for lab in np.unique(labels):
+        members = z[labels == lab]
+        if len(members) >= min_members:
+            dists.append(np.sqrt(((members - members.mean(0)) ** 2).sum(1)))
+    return np.concatenate(dists) if dists else np.zeros(0)
+
+
+def threshold_of(dists: np.ndarray, factor: float, quantile: float = 0.95) -> float:
+    """median + ``factor`` × (``quantile`` − median) of ``dists``; 0.0 when there are none."""
+    if len(dists) == 0:
+        return 0.0
+    mid, high = np.quantile(dists, [0.5, quantile])
+    return float(mid + factor * (high - mid))
+
+
 def spread_threshold(
     z: np.ndarray, labels: np.ndarray, factor: float, min_members: int, quantile: float = 0.95
 ) -> float:
@@ -76,16 +104,28 @@ def spread_threshold(
 
     In many dimensions these distances concentrate (the quantile is close to the median), so
     the threshold stays tight; in few dimensions they spread and it widens with them."""
-    dists = []
-    for lab in np.unique(labels):
-        members = z[labels == lab]
-        if len(members) >= min_members:
-            dists.append(np.sqrt(((members - members.mean(0)) ** 2).sum(1)))
-    if not dists:
-        return 0.0
-    all_d = np.concatenate(dists)
-    mid, high = np.quantile(all_d, [0.5, quantile])
-    return float(mid + factor * (high - mid))
+    return threshold_of(member_distances(z, labels, min_members), factor, quantile)
+
+
+def calinski_harabasz(x: np.ndarray, labels: np.ndarray) -> float:
+    """Calinski-Harabasz index, the arithmetic of ``sklearn.metrics.calinski_harabasz_score``
+    (float64, cluster by cluster) without its per-call input checks, which cost more than the
+    sums at a refit's dozen calls; ``x`` should already be float64."""
+    x = np.asarray(x, dtype=np.float64)
+    uniq, labels = np.unique(labels, return_inverse=True)
+    n, k = x.shape[0], len(uniq)
+    if not 1 < k < n:
+        raise ValueError(
+            f"Number of labels is {k}. Valid values are 2 to n_samples - 1 (inclusive)"
+        )
+    extra, intra = 0.0, 0.0
+    mean = x.mean(axis=0)
+    for j in range(k):
+        members = x[labels == j]
+        mean_j = members.mean(axis=0)
+        extra += members.shape[0] * np.sum((mean_j - mean) ** 2)
+        intra += np.sum((members - mean_j) ** 2)
+    return float(1.0 if intra == 0.0 else extra * (n - k) / (intra * (k - 1.0)))
 
 
 def cluster_window(
@@ -118,13 +158,14 @@ def cluster_window(
     else:
         raise ValueError(f"unknown clustering method {method!r}; choose one of {METHODS}")
     best, best_score = np.zeros(n, dtype=np.int64), -np.inf
+    z64 = z.astype(np.float64)
     if current is not None and 2 <= len(np.unique(current)) < n:
         best = np.unique(current, return_inverse=True)[1].astype(np.int64)
-        best_score = KEEP_BONUS * calinski_harabasz_score(z, best)
+        best_score = KEEP_BONUS * calinski_harabasz(z64, best)
     for labels in candidates:
         if len(np.unique(labels)) < 2:
             continue
-        score = calinski_harabasz_score(z, labels)
+        score = calinski_harabasz(z64, labels)
         if score > best_score:
             best, best_score = np.asarray(labels, dtype=np.int64), float(score)
     best = refine(z, best, max_k, min_members, seed)

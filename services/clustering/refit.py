@@ -7,7 +7,13 @@ from collections import Counter
 import numpy as np
 
 from services.clustering.core import Change, ClusterCore
-from services.clustering.reduce import cluster_window, fit_reducer, match, spread_threshold
+from services.clustering.reduce import (
+    cluster_window,
+    fit_reducer,
+    match,
+    member_distances,
+    threshold_of,
+)
 
 
 def refit(core: ClusterCore, ts: float) -> list[Change]:
@@ -22,7 +28,7 @@ def refit(core: ClusterCore, ts: float) -> list[Change]:
     x = win.vectors[rows].astype(np.float32)
     reducer = fit_reducer(x, cfg.n_components, standardize=cfg.standardize, seed=cfg.seed)
     z = reducer.apply(x)
-    before = [p.family[p.row(int(q))] for q in win.protos[rows]]
+    before = _families(core, win.protos[rows])
     labels = cluster_window(
         z,
         cfg.method,
@@ -31,12 +37,15 @@ def refit(core: ClusterCore, ts: float) -> list[Change]:
         min_members=cfg.min_members,
         current=np.unique(np.array(before, dtype=object).astype(str), return_inverse=True)[1],
     )
-    scaled = (x - reducer.mean) / reducer.scale
+    scaled = x - reducer.mean
+    if not reducer.unit_scale:
+        scaled /= reducer.scale
     one = len(np.unique(labels)) == 1  # no structure yet: stay alert to a second family
     factor = min(cfg.threshold_factor, 1.0) if one else cfg.threshold_factor
-    lam = spread_threshold(scaled, labels, factor, cfg.min_members)
-    soft = spread_threshold(scaled, labels, 1.0, cfg.min_members)
-    mid = spread_threshold(scaled, labels, 0.0, cfg.min_members)
+    dists = member_distances(scaled, labels, cfg.min_members)  # once for all three thresholds
+    lam = threshold_of(dists, factor)
+    soft = threshold_of(dists, 1.0)
+    mid = threshold_of(dists, 0.0)
     lam = max(lam, (1.0 + cfg.min_margin) * mid)  # concentrated distances: keep a margin
     if lam <= 0.0:
         return []  # too few or identical vectors: nothing to learn yet
@@ -62,11 +71,18 @@ def refit(core: ClusterCore, ts: float) -> list[Change]:
             pid = _unmatched(core, c_raw[c], n, ts, changes)
         win.protos[rows[members]] = pid
     core._sync_pz()
-    after = [p.family[p.row(int(q))] for q in win.protos[rows]]
+    after = _families(core, win.protos[rows])
     changes += _resize(core, before, after, ts)
     changes += _fold_emptied(core, before, after, ts)
     _prune(core)
     return changes
+
+
+def _families(core: ClusterCore, pids: np.ndarray) -> list[str]:
+    """The family of each prototype id (``Protos.row`` for a whole array at once)."""
+    p = core.protos
+    rows = np.searchsorted(p.ids, pids)
+    return np.array(p.family, dtype=object)[rows].tolist() if len(rows) else []
 
 
 def _full_distance(core: ClusterCore, a: np.ndarray, b: np.ndarray) -> float:

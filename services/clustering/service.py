@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -39,6 +40,11 @@ from services.clustering.settings import ClusterSettings
 log = logging.getLogger(__name__)
 COMPONENT = "cluster"
 SEVERITY: dict[str, Severity] = {"new_family": "major", "family_growth": "minor"}
+
+
+# Stream keys repeat (one per camera): parsed ones are remembered (StreamRef is immutable; a
+# key that fails to parse raises and is never cached).
+_stream_ref = functools.lru_cache(maxsize=4096)(StreamRef.parse_key)
 
 
 def _dt(ts: float) -> datetime:
@@ -134,9 +140,9 @@ class ClusterService:
             )
         if decoded.dim > 65536:
             raise codecs.Rejected("wrong_dimension", f"dim {decoded.dim} exceeds 65536")
-        vec = codecs.embedding_from_bytes(decoded.embedding, decoded.dim)
+        vec = codecs.embedding_view(decoded.embedding, decoded.dim)  # float16, as it travels
         try:
-            stream = StreamRef.parse_key(decoded.stream)
+            stream = _stream_ref(decoded.stream)
         except TopicError as exc:
             raise codecs.Rejected(exc.reason, exc.detail) from None
         return decoded, stream, vec
