@@ -154,17 +154,17 @@ def _quantize(
     th: tuple[float, float],
     metrics: dict[str, Any],
 ) -> dict[str, Any]:
-    """int8 copy; kept only when faster here and image AUROC drops by ≤ 0.01."""
+    """int8 copy; kept only when faster here and it decides like fp32 (``keep_int8``)."""
     nominal = fit.where(["good"])
     calib = np.concatenate(list(nominal.subset(range(min(64, len(nominal)))).batches(spec, 64)))
     quantize.quantize(fp32, int8, calib)
     ips = {p.name: quantize.throughput(p, 8, 2.0, cfg.size) for p in (fp32, int8)}
     out8 = ev.infer(_runner(_session(int8)), test, spec, desc="int8 eval")
     q8 = ev.quality(out8, test.labels, bank, th, cfg.held_out)
-    drop = (metrics["image_auroc"] or 0.0) - (q8["image_auroc"] or 0.0)
+    agree = int8_agreement(metrics, q8, fp32_test["patch_features"], out8["patch_features"], bank)
     speedup = ips[int8.name] / ips[fp32.name]
     par = ev.parity(fp32_test, out8)
-    kept, reason = keep_int8(speedup, drop, par["patch_features"]["cosine"])
+    kept, reason = decide_int8(speedup, agree)
     info = {
         "kept": kept,
         "fp32_images_per_s": ips[fp32.name],
@@ -172,7 +172,7 @@ def _quantize(
         "speedup": speedup,
         "image_auroc_fp32": metrics["image_auroc"],
         "image_auroc_int8": q8["image_auroc"],
-        "auroc_drop": drop,
+        **agree,
         "parity": par,
         "reason": reason,
     }
@@ -182,19 +182,53 @@ def _quantize(
     return info
 
 
-def keep_int8(speedup: float, auroc_drop: float, patch_cosine: float) -> tuple[bool, str]:
-    """int8 is served only when faster here, AUROC drops ≤ 0.01 and patch features survive.
+def keep_int8(
+    speedup: float, auroc_drop: float, novelty_drop: float, novelty_rank: float
+) -> tuple[bool, str]:
+    """int8 is served only when faster here and it decides like fp32.
 
-    The patch-feature check (mean cosine ≥ 0.98 vs fp32) guards the novelty score: an AUROC
-    near chance can hide a quantized graph that scrambles the features the bank compares.
+    The issue's rule: faster on this host and the image AUROC drops by ≤ 0.01. Two guards
+    on the novelty score too, because an AUROC near chance cannot show a quantized graph that
+    reorders the frames the bank flags: its AUROC (held-out family) must also drop by
+    ≤ 0.01, and the int8 novelty scores must rank the test frames like fp32 does
+    (Spearman ≥ 0.95).
     """
     if speedup <= 1.0:
         return False, f"not faster on this host ({speedup:.2f}x)"
     if auroc_drop > 0.01:
         return False, f"image AUROC drops by {auroc_drop:.3f} (> 0.01)"
-    if patch_cosine < 0.98:
-        return False, f"patch features drift (mean cosine {patch_cosine:.3f} < 0.98)"
-    return True, "faster and accurate"
+    if novelty_drop > 0.01:
+        return False, f"novelty AUROC drops by {novelty_drop:.3f} (> 0.01)"
+    if novelty_rank < 0.95:
+        return False, f"novelty scores reordered (Spearman {novelty_rank:.3f} < 0.95)"
+    return True, "faster and decides like fp32"
+
+
+def int8_agreement(
+    q_fp32: dict[str, Any],
+    q_int8: dict[str, Any],
+    pf_fp32: np.ndarray,
+    pf_int8: np.ndarray,
+    bank: np.ndarray,
+) -> dict[str, float]:
+    """AUROC drops (image, novelty) and novelty rank agreement of int8 vs fp32."""
+    from scipy.stats import spearmanr
+
+    rank = spearmanr(novelty_scores(pf_fp32, bank), novelty_scores(pf_int8, bank))[0]
+    return {
+        "auroc_drop": (q_fp32["image_auroc"] or 0.0) - (q_int8["image_auroc"] or 0.0),
+        "novelty_auroc_drop": (q_fp32["novelty_auroc"] or 0.0) - (q_int8["novelty_auroc"] or 0.0),
+        "novelty_rank_spearman": float(rank),
+    }
+
+
+def decide_int8(speedup: float, agreement: dict[str, float]) -> tuple[bool, str]:
+    return keep_int8(
+        speedup,
+        agreement["auroc_drop"],
+        agreement["novelty_auroc_drop"],
+        agreement["novelty_rank_spearman"],
+    )
 
 
 def _write_card(

@@ -25,6 +25,12 @@ from edge.model.runtime import session_options
 log = logging.getLogger(__name__)
 
 
+# Activation ranges from the 99.999th percentile of |x| on nominal frames rather than the
+# extreme: measured on the demo model, patch-feature cosine to fp32 0.916 vs 0.895 (MinMax),
+# novelty-score Spearman 0.974 vs 0.971 (docs/model.md, "int8").
+CALIB_PERCENTILE = 99.999
+
+
 class NominalReader(CalibrationDataReader):
     """Feeds preprocessed nominal (good) frames to the calibrator, a batch at a time."""
 
@@ -45,10 +51,38 @@ class NominalReader(CalibrationDataReader):
         self._it = self._batches()
 
 
+def cpu_flags() -> set[str]:
+    """The host CPU's feature flags (Linux /proc/cpuinfo; empty elsewhere)."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def has_vnni(flags: set[str] | None = None) -> bool:
+    """AVX-512 VNNI or AVX-VNNI: int8 dot products without the u8×s8 saturation risk."""
+    f = cpu_flags() if flags is None else flags
+    return bool(f & {"avx512_vnni", "avx_vnni"})
+
+
 def quantize(
-    fp32: Path, int8: Path, nominal: np.ndarray, exclude_prefixes: Sequence[str] = ("heads/",)
+    fp32: Path,
+    int8: Path,
+    nominal: np.ndarray,
+    exclude_prefixes: Sequence[str] = ("heads/",),
+    reduce_range: bool | None = None,
 ) -> Path:
-    """Write an int8 (QDQ, per-channel weights) copy of ``fp32`` calibrated on ``nominal``."""
+    """Write an int8 (QDQ, per-channel weights) copy of ``fp32`` calibrated on ``nominal``.
+
+    ``reduce_range`` (7-bit weights) defaults to True only on hosts without VNNI, where
+    the AVX2 u8×s8 multiply-add can saturate; VNNI hosts keep the full 8 bits (more accurate).
+    """
+    if reduce_range is None:
+        reduce_range = not has_vnni()
     with tempfile.TemporaryDirectory() as tmpdir:
         prepped = Path(tmpdir) / "prep.onnx"
         try:
@@ -66,9 +100,10 @@ def quantize(
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             per_channel=True,
-            reduce_range=True,
-            calibrate_method=CalibrationMethod.MinMax,
+            reduce_range=reduce_range,
+            calibrate_method=CalibrationMethod.Percentile,
             nodes_to_exclude=excluded,
+            extra_options={"CalibPercentile": CALIB_PERCENTILE},
         )
     return int8
 

@@ -93,7 +93,8 @@ def render_part(
     """Render one part (RGB ``size``×``size``) with an optional defect; deterministic by seed.
 
     Returns the image and ``info``: part type, defect, defect area fraction of the image,
-    contrast relative to the texture std, and the defect centre in pixels.
+    contrast relative to the texture std, the defect centre in pixels and ``mask`` (bool
+    ``size``×``size``, where the defect is: the pixel-level label a segmentation loss uses).
     """
     if part_type not in PART_SHAPES:
         raise ValueError(f"unknown part type {part_type!r}; choose from {PART_TYPES}")
@@ -113,6 +114,7 @@ def render_part(
         "area": 0.0,
         "contrast": 0.0,
         "center": None,
+        "mask": np.zeros((size, size), dtype=bool),
         "texture_std": geo.texture_std,
     }
     if missing:
@@ -120,6 +122,7 @@ def render_part(
             area=geo.missing_area / (size * size),
             contrast=geo.missing_contrast,
             center=geo.missing_center,
+            mask=geo.missing_mask if geo.missing_mask is not None else info["mask"],
         )
     elif defect is not None:
         rgb, dinfo = sd.apply(rng, defect, rgb, geo.mask, geo.texture_std, size)

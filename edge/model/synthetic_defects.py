@@ -125,8 +125,11 @@ def apply(
     local = field * mask[y0:y1, x0:x1]
     out = rgb.copy()
     out[y0:y1, x0:x1] += (k * tex_std) * local[..., None] * tint[None, None, :]
-    area = float(np.count_nonzero(np.abs(local) >= 0.25))
+    region = np.zeros((size, size), dtype=bool)
+    region[y0:y1, x0:x1] = np.abs(local) >= 0.25
+    area = float(np.count_nonzero(region))
     return out, {
+        "mask": region,
         "area": area / (size * size),
         "contrast": float(k),
         "center": (float(cx), float(cy)),

@@ -20,6 +20,7 @@ class PartGeometry:
     missing_area: float = 0.0  # pixels of the feature left out ("missing" defect)
     missing_contrast: float = 0.0
     missing_center: tuple[float, float] | None = None
+    missing_mask: Arr | None = None  # where the left-out feature should have been
 
 
 @dataclass(frozen=True)
@@ -171,7 +172,7 @@ def _missing(rgb: Arr, mask: Arr, feature: Arr, amp: float, delta: float) -> Par
     area = float(feature.sum())
     ys, xs = np.nonzero(feature > 0.5)
     centre = (float(xs.mean()), float(ys.mean())) if len(xs) else None
-    return PartGeometry(rgb, mask, amp, area, abs(delta) / amp, centre)
+    return PartGeometry(rgb, mask, amp, area, abs(delta) / amp, centre, feature > 0.5)
 
 
 PART_SHAPES: dict[str, PartShape] = {

@@ -77,7 +77,7 @@ def export_model(model_dir: Path, weights: Path | None, out: Path) -> str:
 
 def quantize_model(model_dir: Path, n_test: int) -> dict[str, Any]:
     """int8 copy of <model_dir>/model.onnx; kept (and served) only if faster and accurate."""
-    from edge.model.pipeline import keep_int8
+    from edge.model.pipeline import decide_int8, int8_agreement
     from edge.model.quantize import quantize, throughput
 
     card = cardmod.load_card(model_dir)
@@ -90,22 +90,21 @@ def quantize_model(model_dir: Path, n_test: int) -> dict[str, Any]:
     test = _test_set(card, None, n_test)
     bank = OnnxModel(fp32, verify=False).load_bank()
     th = (card.thresholds.defect, card.thresholds.novelty)
+    outs = {p.name: ev.infer(OnnxModel(p, verify=False).run, test, spec) for p in (fp32, int8)}
     q = {
-        p.name: ev.quality(
-            ev.infer(OnnxModel(p, verify=False).run, test, spec),
-            test.labels,
-            bank,
-            th,
-            card.held_out_family,
-        )
-        for p in (fp32, int8)
+        name: ev.quality(out, test.labels, bank, th, card.held_out_family)
+        for name, out in outs.items()
     }
-    drop = (q[fp32.name]["image_auroc"] or 0) - (q[int8.name]["image_auroc"] or 0)
+    agree = int8_agreement(
+        q[fp32.name],
+        q[int8.name],
+        outs[fp32.name]["patch_features"],
+        outs[int8.name]["patch_features"],
+        bank,
+    )
     speedup = ips[int8.name] / ips[fp32.name]
-    sub = test.subset(range(min(64, len(test))))
-    outs = [ev.infer(OnnxModel(p, verify=False).run, sub, spec) for p in (fp32, int8)]
-    par = ev.parity(outs[0], outs[1])
-    kept, reason = keep_int8(speedup, drop, par["patch_features"]["cosine"])
+    par = ev.parity(outs[fp32.name], outs[int8.name])
+    kept, reason = decide_int8(speedup, agree)
     info = {
         "kept": kept,
         "reason": reason,
@@ -113,7 +112,7 @@ def quantize_model(model_dir: Path, n_test: int) -> dict[str, Any]:
         "fp32_images_per_s": ips[fp32.name],
         "int8_images_per_s": ips[int8.name],
         "speedup": speedup,
-        "auroc_drop": drop,
+        **agree,
         "image_auroc_fp32": q[fp32.name]["image_auroc"],
         "image_auroc_int8": q[int8.name]["image_auroc"],
     }

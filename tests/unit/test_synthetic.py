@@ -20,6 +20,7 @@ def test_same_seed_same_pixels() -> None:
     a, ia = render_part(42, "bracket", "scratch", 96)
     b, ib = render_part(42, "bracket", "scratch", 96)
     assert a.tobytes() == b.tobytes()
+    assert ia.pop("mask").tobytes() == ib.pop("mask").tobytes()
     assert ia == ib
 
 
