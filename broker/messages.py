@@ -227,12 +227,18 @@ class WorkerStatus(Msg):
 
 
 class Assignment(Msg):
-    """Retained per worker; the epoch only grows; ``rates`` < 1 means reduced-rate inspection."""
+    """Retained per worker; the epoch only grows; ``rates`` < 1 means reduced-rate inspection.
+
+    ``resume`` (optional): for streams this assignment gives the worker, the last seq already
+    accounted for (stored or recorded as a gap) when the dispatcher decided; the worker records
+    the seqs after it that it never receives as a ``failover`` gap (docs/contract.md, Gaps).
+    """
 
     worker: Id
     epoch: int
     streams: tuple[str, ...]
     rates: dict[str, float] = Field(default_factory=dict)
+    resume: dict[str, int] = Field(default_factory=dict)
     dispatcher: str
     ts: datetime
 

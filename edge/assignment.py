@@ -7,7 +7,7 @@ import os
 import tempfile
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -28,11 +28,16 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Diff:
-    """What changed: streams to start and to stop serving."""
+    """What changed: streams to start and to stop serving.
+
+    ``resume``: for added streams the dispatcher knew about, the last seq already accounted
+    for (stored or recorded as a gap) when it decided (``Assignment.resume``), by full key.
+    """
 
     epoch: int
     added: frozenset[StreamRef]
     removed: frozenset[StreamRef]
+    resume: dict[str, int] = field(default_factory=dict)
 
 
 class StaleAssignment(ValueError):
@@ -78,7 +83,8 @@ class AssignmentState:
             self._streams, self._epoch = wanted, msg.epoch
             self._rates = _rates(msg.rates)
             self._credit = {k: v for k, v in self._credit.items() if k in self._rates}
-        return Diff(msg.epoch, wanted - old, old - wanted)
+        added = wanted - old
+        return Diff(msg.epoch, added, old - wanted, _resume(msg.resume, added))
 
     def inspect(self, stream: StreamRef) -> bool:
         """Reduced-rate inspection: with rate r, inspect r of the frames, evenly spread."""
@@ -102,6 +108,21 @@ def _rates(raw: dict[str, float]) -> dict[str, float]:
             out[StreamRef.parse_key(key).key] = min(1.0, max(0.0, float(rate)))
         except TopicError:
             log.warning("assignment rate for %r ignored: not a stream key", key[:120])
+    return out
+
+
+def _resume(raw: dict[str, int], added: frozenset[StreamRef]) -> dict[str, int]:
+    """``Assignment.resume`` for the streams just added, by full key (bad keys ignored)."""
+    keys = {s.key for s in added}
+    out = {}
+    for key, seq in raw.items():
+        try:
+            full = StreamRef.parse_key(key).key
+        except TopicError:
+            log.warning("assignment resume for %r ignored: not a stream key", key[:120])
+            continue
+        if full in keys and seq >= -1:
+            out[full] = int(seq)
     return out
 
 

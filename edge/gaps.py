@@ -1,10 +1,19 @@
-"""Per-stream sequence tracking: missing seqs become gaps after a reorder timeout (pure)."""
+"""Per-stream sequence tracking: missing seqs become gaps after a reorder timeout (pure).
+
+A stream taken over from another worker is seeded with the last seq already accounted for
+(``takeover``): the seqs between it and the first one this worker receives are awaited like
+missing ones and, if they do not arrive within the timeout, reported with reason
+``failover`` (docs/contract.md, "Gaps").
+"""
 
 from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Literal
+
+Reason = Literal["missing", "failover"]
 
 
 class SeqStatus(StrEnum):
@@ -26,6 +35,7 @@ class Missing:
     pub_epoch: int
     from_seq: int
     to_seq: int
+    reason: Reason = "missing"  # "failover": not received after a take-over (never arrived)
 
     @property
     def count(self) -> int:
@@ -37,6 +47,7 @@ class _Open:
     lo: int
     hi: int
     deadline: float
+    reason: Reason = "missing"
 
 
 @dataclass
@@ -61,13 +72,27 @@ class GapTracker:
         self.max_open = max_open
         self._states: dict[tuple[str, int], _State] = {}
         self._early: list[Missing] = []
+        self._seeds: dict[str, int] = {}  # stream -> last seq accounted before a take-over
+
+    def takeover(self, stream: str, after_seq: int) -> None:
+        """This worker takes ``stream`` over; seqs up to ``after_seq`` are accounted for.
+
+        The first seq then observed (any publisher epoch), if above ``after_seq + 1``,
+        opens the range ``after_seq + 1 .. seq - 1`` with reason ``failover``: seqs of it
+        that arrive within the timeout close their part, the rest is reported by ``expire``.
+        """
+        self.forget(stream)
+        self._seeds[stream] = after_seq
 
     def observe(self, stream: str, pub_epoch: int, seq: int, now: float) -> SeqStatus:
         key = (stream, pub_epoch)
         st = self._states.get(key)
         if st is None:
             self._drop_idle_epochs(stream)
-            self._states[key] = _State(expected=seq + 1)
+            st = self._states[key] = _State(expected=seq + 1)
+            after = self._seeds.pop(stream, None)
+            if after is not None and seq > after + 1:
+                st.open.append(_Open(after + 1, seq - 1, now + self.timeout_s, "failover"))
             return SeqStatus.FIRST
         if seq == st.expected:
             st.expected += 1
@@ -84,7 +109,10 @@ class GapTracker:
     def _behind(self, st: _State, seq: int) -> SeqStatus:
         for i, rng in enumerate(st.open):
             if rng.lo <= seq <= rng.hi:
-                parts = [_Open(rng.lo, seq - 1, rng.deadline), _Open(seq + 1, rng.hi, rng.deadline)]
+                parts = [
+                    _Open(rng.lo, seq - 1, rng.deadline, rng.reason),
+                    _Open(seq + 1, rng.hi, rng.deadline, rng.reason),
+                ]
                 st.open[i : i + 1] = [p for p in parts if p.lo <= p.hi]
                 return SeqStatus.LATE
         if any(lo <= seq <= hi for lo, hi in st.reported):
@@ -93,7 +121,7 @@ class GapTracker:
 
     def _report(self, stream: str, epoch: int, st: _State, rng: _Open) -> Missing:
         st.reported.append((rng.lo, rng.hi))
-        return Missing(stream, epoch, rng.lo, rng.hi)
+        return Missing(stream, epoch, rng.lo, rng.hi, rng.reason)
 
     def _drop_idle_epochs(self, stream: str) -> None:
         """A publisher restarted with a new epoch: forget its old epochs with nothing open."""
@@ -102,19 +130,38 @@ class GapTracker:
 
     def expire(self, now: float) -> list[Missing]:
         """Ranges whose reorder timeout has passed (each reported once), oldest first."""
+        return self._expire(now, everything=False)
+
+    def flush(self) -> list[Missing]:
+        """Every open range now, timeout or not (a graceful stop reports what it awaits)."""
+        return self._expire(0.0, everything=True)
+
+    def _expire(self, now: float, everything: bool) -> list[Missing]:
         out, self._early = self._early, []
         for (stream, epoch), st in self._states.items():
             keep = []
             for rng in st.open:
-                if rng.deadline <= now:
+                if everything or rng.deadline <= now:
                     out.append(self._report(stream, epoch, st, rng))
                 else:
                     keep.append(rng)
             st.open = keep
         return out
 
+    def release(self, stream: str) -> list[Missing]:
+        """The stream leaves this worker: its open ranges are reported now (nobody else
+        awaits them), then it is forgotten."""
+        out: list[Missing] = []
+        for (name, epoch), st in self._states.items():
+            if name == stream:
+                out.extend(self._report(name, epoch, st, rng) for rng in st.open)
+                st.open = []
+        self.forget(stream)
+        return out
+
     def forget(self, stream: str) -> int:
         """Stop tracking a stream (it left this worker); returns the open ranges dropped."""
+        self._seeds.pop(stream, None)
         keys = [k for k in self._states if k[0] == stream]
         dropped = sum(len(self._states[k].open) for k in keys)
         for k in keys:

@@ -9,7 +9,7 @@ from collections import OrderedDict
 from broker.codecs import Rejected, dead_letter, encode
 from broker.messages import Gap, GapReason, Msg, ReadingsBatch, utcnow
 from broker.topics import StreamRef, dead_letter_topic, gap_topic, readings_topic
-from broker.transport import Inbound, Transport
+from broker.transport import Inbound, Published, Transport
 from edge.acks import AckTracker, InputAck
 from edge.gaps import Missing
 from edge.metrics import EdgeMetrics
@@ -118,13 +118,17 @@ class Outputs:
         self.publish(gap_topic(stream), gap, pending)
         pending.seal()
 
-    def missing(self, m: Missing, epoch: int) -> None:
-        """A range of seqs that never arrived within the reorder timeout."""
-        self.metrics.gaps.labels("missing").inc(m.count)
+    def missing(self, m: Missing, epoch: int) -> Published | None:
+        """A range of seqs that never arrived within the reorder timeout (reason ``missing``),
+        or, after a take-over, was never received by this worker (``failover``). Keys:
+        ``{stream}#{pub_epoch}:gap:{from}-{to}`` and ``{stream}#{pub_epoch}:failover:{from}-{to}``.
+        Returns the publish handle (None if it could not be queued)."""
+        self.metrics.gaps.labels(m.reason).inc(m.count)
+        tag = "gap" if m.reason == "missing" else m.reason
         gap = Gap(
-            key=f"{m.stream}#{m.pub_epoch}:gap:{m.from_seq}-{m.to_seq}",
+            key=f"{m.stream}#{m.pub_epoch}:{tag}:{m.from_seq}-{m.to_seq}",
             stream=m.stream,
-            reason="missing",
+            reason=m.reason,
             from_seq=m.from_seq,
             to_seq=m.to_seq,
             count=m.count,
@@ -132,7 +136,15 @@ class Outputs:
             epoch=epoch,
             ts=utcnow(),
         )
-        self.publish(gap_topic(StreamRef.parse_key(m.stream)), gap, None)
+        topic = gap_topic(StreamRef.parse_key(m.stream))
+        try:
+            pub = self.transport.publish(topic, encode(gap))
+        except Exception as exc:
+            self.metrics.publish_failures.inc()
+            log.error("gap %s not published: %s", gap.key, exc)
+            return None
+        self.acks.watch(pub, lambda ok: None if ok else self._lost(topic))
+        return pub
 
     def readings(self, batch: ReadingsBatch, pendings: list[InputAck]) -> None:
         """Publish one readings batch; each reading's input hold is released by its ack."""

@@ -191,6 +191,7 @@ class EdgeWorker:
         for th in self._threads:
             th.join(max(0.1, deadline - time.monotonic()))
         self.flush_readings(force=True)
+        self._report_open_ranges(deadline)
         if not self.acks.drain(max(0.1, deadline - time.monotonic())):
             log.warning(
                 "%d inputs still wait for output acks at stop; they will be redelivered",
@@ -241,6 +242,13 @@ class EdgeWorker:
             return
         if not isinstance(frame, FrameIn):
             self.out.dead(msg, Rejected("bad_topic", "a sensor payload on a frame topic"))
+            return
+        if not self.state.holds(frame.stream):
+            # Delivered just before the unsubscribe took effect: the stream belongs to its new
+            # owner, which accounts for it (it receives it too, or its take-over gap covers
+            # it). A record here could contradict the new owner's verdict, so none is made.
+            self.metrics.frames.labels("unassigned").inc()
+            msg.ack()
             return
         self.stage.accept(msg, frame)
 
@@ -315,10 +323,12 @@ class EdgeWorker:
         except (Rejected, TopicError) as err:
             self.out.dead(msg, Rejected(err.reason, err.detail))
             return
-        self._apply(got)
+        # A live delivery is a fresh grant; a retained copy (sent at subscribe time, e.g. after
+        # a restart) may be old, and its resume points must not open take-over gaps.
+        self._apply(got, fresh=not msg.retain)
         msg.ack()
 
-    def _apply(self, got: Assignment, remember: bool = True) -> None:
+    def _apply(self, got: Assignment, remember: bool = True, fresh: bool = False) -> None:
         try:
             diff = self.state.apply(got)
         except StaleAssignment as exc:
@@ -327,22 +337,28 @@ class EdgeWorker:
         if remember:
             save_assignment(self._assignment_file, got)
         self.sensors.set_epoch(diff.epoch)
+        if fresh and diff.resume:
+            with self._gap_lock:  # seeded before subscribing: the first frame finds the seed
+                for key, after in diff.resume.items():
+                    self.gaps.takeover(key, after)
+            log.info("taking over %s after the seqs accounted for", diff.resume)
         self.subs.change(diff)
 
     def _on_removed(self, stream: StreamRef, epoch: int) -> None:
-        """A stream left this worker: queued frames become failover gaps, state goes."""
+        """A stream left this worker: queued frames are handed over (acked, no record: the
+        new owner receives them or covers them with its take-over gap), state goes. Seq
+        ranges it still awaited are reported now: the new owner resumes after later seqs."""
         with self._gap_lock:
-            self.gaps.forget(stream.key)
+            missing = self.gaps.release(stream.key)
+        for m in missing:
+            self.out.missing(m, self.state.epoch)
         if stream.kind is Kind.CAMERA:
-            for job in self.batcher.drop_camera(stream.key):
-                self.out.gap_for(
-                    stream,
-                    job.frame.key,
-                    job.frame.seq,
-                    "failover",
-                    job.pending,
-                    epoch=self.state.epoch,
-                )
+            dropped = self.batcher.drop_camera(stream.key)
+            for job in dropped:
+                self.metrics.frames.labels("unassigned").inc()
+                job.pending.seal()
+            if dropped:
+                log.info("%d queued frames of %s handed over", len(dropped), stream.key)
             self.banks.forget(stream.key)
         else:
             for batch, pendings in self.sensors.forget(stream.key):
@@ -363,6 +379,18 @@ class EdgeWorker:
             missing = self.gaps.expire(time.monotonic())
         for m in missing:
             self.out.missing(m, self.state.epoch)
+
+    def _report_open_ranges(self, deadline: float) -> None:
+        """Graceful stop: every range still awaited becomes a gap now, acknowledged before
+        the death is published (the next incarnation would not know about them)."""
+        with self._gap_lock:
+            missing = self.gaps.flush()
+        pubs = [p for m in missing if (p := self.out.missing(m, self.state.epoch)) is not None]
+        if missing:
+            log.info("reported %d open seq ranges at stop", len(missing))
+        for p in pubs:
+            if not p.wait(max(0.1, deadline - time.monotonic())):
+                log.warning("a gap reported at stop was not acknowledged by the broker")
 
     def flush_readings(self, force: bool = False) -> None:
         for batch, pendings in self.sensors.due(force):

@@ -24,6 +24,7 @@ class AssignmentStore(Protocol):
     def record(
         self, assignments: list[Assignment], decision: DispatchDecision, reason: str
     ) -> None: ...
+    def last_seqs(self, streams: list[str]) -> dict[str, int]: ...
 
 
 @dataclass

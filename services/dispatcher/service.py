@@ -38,6 +38,7 @@ from services.dispatcher.triggers import (
 from services.dispatcher.triggers import Liveness as Seen
 
 log = logging.getLogger(__name__)
+_NONE = Held(0, (), {})
 TICK_S = 0.05
 PUBLISH_WAIT_S = 5.0
 
@@ -321,7 +322,7 @@ class Dispatcher:
             epoch = self._epoch + 1 if out.changed else self._epoch
             self._epoch = epoch
         stamp = utcnow()
-        assigns = dec.assignments(out, epoch, self.id, stamp)
+        assigns = self._with_resume(dec.assignments(out, epoch, self.id, stamp))
         decision = dec.decision(out, epoch, self.id, stamp)
         if self._store is not None:  # durable before anyone acts on the new epoch
             try:
@@ -348,6 +349,29 @@ class Dispatcher:
             out.plan.solve_ms,
             f", unplaced {len(out.plan.unplaced)}" if out.plan.unplaced else "",
         )
+
+    def _with_resume(self, assigns: list[Assignment]) -> list[Assignment]:
+        """Grants carry, per stream they add, the last seq already accounted for in SQL
+        (``Assignment.resume``): the new owner records what it never receives after that
+        as a ``failover`` gap. Without SQL (or on an SQL error) grants go without it."""
+        with self._lock:
+            gained = {
+                a.worker: sorted(set(a.streams) - set(self._held.get(a.worker, _NONE).streams))
+                for a in assigns
+            }
+        wanted = sorted({st for streams in gained.values() for st in streams})
+        if self._store is None or not wanted:
+            return assigns
+        try:
+            last = self._store.last_seqs(wanted)
+        except Exception:
+            log.exception("dispatcher: last accounted seqs unavailable; grants without resume")
+            return assigns
+        out = []
+        for a in assigns:
+            resume = {st: last[st] for st in gained[a.worker] if st in last}
+            out.append(a.model_copy(update={"resume": resume}) if resume else a)
+        return out
 
     def _publish_assignments(self, assigns: list[Assignment]) -> None:
         """Revocations first (workers only losing streams), then grants; each acknowledged."""

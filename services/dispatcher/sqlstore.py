@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from broker.messages import Assignment, DispatchDecision
+from broker.topics import StreamRef, TopicError
 from services.dispatcher.settings import DispatchSettings
 from services.store import repo
 from services.store.engine import make_engine, require_head
@@ -31,6 +32,18 @@ class SqlAssignments:
     def latest_assignments(self) -> dict[str, tuple[int, tuple[str, ...]]]:
         with self.engine.connect() as conn:
             return repo.latest_assignments(conn)
+
+    def last_seqs(self, streams: list[str]) -> dict[str, int]:
+        """Per stream: the last seq already stored or recorded as a gap (absent: none)."""
+        full = {}
+        for st in streams:
+            try:
+                full[StreamRef.parse_key(st).key] = st
+            except TopicError:
+                continue
+        with self.engine.connect() as conn:
+            found = repo.last_accounted_seqs(conn, sorted(full))
+        return {full[k]: seq for k, seq in found.items()}
 
     def record(
         self, assignments: list[Assignment], decision: DispatchDecision, reason: str

@@ -117,6 +117,7 @@ def write_prepared(conn: Connection, prep: Prepared) -> None:
         "defect_families": repo.upsert_families,
         "assignments": lambda c, r: repo.insert_ignore(c, s.T_ASSIGNMENTS, r),
         "assignment_streams": lambda c, r: repo.insert_ignore(c, s.T_ASSIGNMENT_STREAMS, r),
+        "gaps": repo.insert_gaps,  # after "frames": a seq stored as a frame is not a gap too
     }
     for table in _ORDER:
         rows = prep.rows.get(table)
