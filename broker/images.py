@@ -1,12 +1,21 @@
-"""Image header sniffing (JPEG/PNG) without decoding the body: format, size, truncation."""
+"""Image header sniffing (JPEG/PNG) without decoding the body: format, size, truncation.
+
+``sniff`` (used by the codecs) never imports Pillow. ``check_jpeg_scan`` is the one Pillow-based
+check here, for the place that decodes the image anyway (the edge worker): a JPEG cut short
+and closed with EOI again passes ``sniff`` and decodes to grey without any Pillow error.
+"""
 
 from __future__ import annotations
 
+import io
 import re
 import struct
 import zlib
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 Encoding = Literal["jpeg", "png"]
 DEFAULT_MAX_PIXELS = 40_000_000
@@ -74,7 +83,7 @@ def sniff(
     """
     kind = detect(data)
     if kind == "jpeg":
-        width, height = _jpeg_size(data)
+        width, height, _ = _jpeg_size(data)
     elif kind == "png":
         width, height = _png_size(data)
     else:
@@ -160,9 +169,10 @@ def _check_png_chunks(data: bytes) -> None:
 # ---- JPEG ----------------------------------------------------------------------------------
 
 
-def _jpeg_size(data: bytes) -> tuple[int, int]:
-    """Walk marker segments from SOI up to the first scan; return the SOFn size."""
-    pos, end, size = 2, len(data), None
+def _jpeg_size(data: bytes) -> tuple[int, int, bool]:
+    """Walk marker segments from SOI up to the first scan; return the SOFn size and whether
+    the image is ONE sequential scan holding every component (the usual camera JPEG)."""
+    pos, end, size, sequential = 2, len(data), None, False
     for _ in range(MAX_JPEG_SEGMENTS):
         if pos >= end:
             raise ImageError("image_truncated", f"JPEG ends at byte {end} before its first scan")
@@ -187,14 +197,16 @@ def _jpeg_size(data: bytes) -> tuple[int, int]:
         if marker == 0xDA:  # start of scan: entropy-coded data follows
             if size is None:
                 raise ImageError("bad_image", "JPEG scan before any frame header (SOFn)")
-            return size
+            one_scan = sequential and seg_len > 2 and data[pos + 2] == size[2]
+            return size[0], size[1], one_scan
         if marker in _JPEG_SUPPORTED_SOF or marker in _JPEG_OTHER_SOF:
             size = _jpeg_sof(data, pos, seg_len, marker)
+            sequential = marker != 0xC2
         pos += seg_len
     raise ImageError("bad_image", f"JPEG has more than {MAX_JPEG_SEGMENTS} header segments")
 
 
-def _jpeg_sof(data: bytes, pos: int, seg_len: int, marker: int) -> tuple[int, int]:
+def _jpeg_sof(data: bytes, pos: int, seg_len: int, marker: int) -> tuple[int, int, int]:
     if marker not in _JPEG_SUPPORTED_SOF:
         raise ImageError(
             "unsupported_encoding",
@@ -209,7 +221,7 @@ def _jpeg_sof(data: bytes, pos: int, seg_len: int, marker: int) -> tuple[int, in
         raise ImageError(
             "unsupported_encoding", f"JPEG with {precision}-bit samples and {comps} components"
         )
-    return width, height
+    return width, height, comps
 
 
 def _check_jpeg_end(data: bytes) -> None:
@@ -217,3 +229,112 @@ def _check_jpeg_end(data: bytes) -> None:
     tail = data[-(MAX_TRAILING_ZEROS + len(JPEG_EOI)) :].rstrip(b"\x00")
     if not tail.endswith(JPEG_EOI):
         raise ImageError("image_truncated", "JPEG does not end with the EOI marker (FFD9)")
+
+
+# check_jpeg_scan. A JPEG cut short and then closed with EOI (FFD9) again frames like a
+# complete one; libjpeg (inside Pillow) decodes it without an error, filling the missing blocks
+# with flat grey. Only the entropy-coded data tells: it must hold every block of the image.
+# Pillow reports nothing about it, so the scan is decoded here:
+# - one interleaved sequential scan (baseline camera JPEGs): EOI is replaced by a few non-marker
+#   bytes and the scan decoded at 1/8 scale (Huffman decoding, DC-only IDCT). A complete scan
+#   ends before those bytes (libjpeg then skips them looking for the next marker and finishes);
+#   a cut one runs out of data before its last block and the decoder asks for more. Only a cut
+#   inside the last MCU (a few dozen bytes at most) can go unseen.
+# - progressive or multi-scan JPEGs (libjpeg reads them whole up to EOI before output): the
+#   image is decoded twice at full size, as sent and with those bytes inserted before EOI. In a
+#   complete file the bytes lie after the last scan and change nothing; in a cut one they are
+#   decoded into the missing blocks and change the picture.
+_SCAN_FILLER = bytes((37 * i + 11) % 255 for i in range(8))  # no 0xFF: never a marker
+_PIL_DONE = -1  # Pillow decoder status: image complete
+
+
+def check_jpeg_scan(data: bytes) -> None:
+    """Raise ImageError (``image_truncated``) when the entropy-coded data of a JPEG does not
+    hold every block of the image, even though the file ends with EOI; ``bad_image`` when the
+    header walk or the decoder refuses it. Decodes the scan with Pillow at 1/8 scale (about a
+    third of a full decode for a baseline JPEG, two full decodes for a progressive one). Call
+    it where the image is decoded anyway, not in the codecs, which stay Pillow-free; where the
+    pixels are needed, ``decode_jpeg`` checks for the price of the decode alone."""
+    _check_jpeg_scans(data, _scan_layout(data), draft=True)
+
+
+def decode_jpeg(data: bytes) -> Image.Image:
+    """Decode a JPEG with Pillow and return the image (mode and size as ``Image.open`` gives
+    them, pixels loaded), raising ImageError like ``check_jpeg_scan``. A baseline JPEG is
+    decoded once, as fast as ``Image.open(...).load()``; a progressive one twice."""
+    image = _check_jpeg_scans(data, _scan_layout(data), draft=False)
+    assert image is not None
+    return image
+
+
+def _scan_layout(data: bytes) -> bool:
+    """True for one interleaved sequential scan; ImageError for what ``sniff`` rejects."""
+    if detect(data) != "jpeg":
+        raise ImageError("bad_image", "not a JPEG")
+    _, _, one_scan = _jpeg_size(data)
+    _check_jpeg_end(data)
+    return one_scan
+
+
+def _check_jpeg_scans(data: bytes, one_scan: bool, *, draft: bool) -> Image.Image | None:
+    # A cut may leave half of a stuffed FF00 pair; FF fill bytes may precede a marker anyway.
+    body = data[: data.rindex(JPEG_EOI)].rstrip(b"\xff")
+    try:
+        if one_scan:
+            status, image = _pil_decode(body + _SCAN_FILLER, draft=draft)
+            complete = status == _PIL_DONE
+        else:
+            status, image = _pil_decode(data, draft=False)
+            complete = False
+            if status == _PIL_DONE and image is not None:
+                status, filled = _pil_decode(body + _SCAN_FILLER + JPEG_EOI, draft=False)
+                complete = (
+                    status == _PIL_DONE
+                    and filled is not None
+                    and image.tobytes() == filled.tobytes()
+                )
+    except ImageError:
+        raise
+    except Exception as exc:  # Pillow's own parser refused what the header walk accepted
+        raise ImageError("bad_image", f"JPEG not decodable: {exc}") from None
+    if complete:
+        return image
+    if status in (0, _PIL_DONE):  # the decoder wanted more data, or the filler changed pixels
+        raise ImageError(
+            "image_truncated",
+            "JPEG scan data ends before the last block (cut short, EOI re-appended)",
+        )
+    raise ImageError("bad_image", f"JPEG scan data is corrupt (decoder status {status})")
+
+
+def _pil_decode(data: bytes, *, draft: bool) -> tuple[int, Image.Image | None]:
+    """Run Pillow's JPEG decoder over ``data`` (at 1/8 scale with ``draft``); return a status
+    (-1 done, 0 wants more data than there is, < -1 decoder error) and, when done, the image.
+    The decoder is driven directly so that ``ImageFile.LOAD_TRUNCATED_IMAGES`` (a
+    process-wide switch) cannot hide a short file."""
+    from PIL import Image  # here, not at the top: the codecs import this module, never Pillow
+
+    with Image.open(io.BytesIO(data), formats=("JPEG",)) as im:
+        if draft:
+            im.draft(None, (1, 1))
+        (name, extents, offset, args), *rest = im.tile
+        if rest:
+            raise ImageError("bad_image", "JPEG has more than one tile")
+        decoder = Image._getdecoder(im.mode, name, args, im.decoderconfig)
+        pixels = Image.new(im.mode, im.size)
+        pixels.info = dict(im.info)
+        try:
+            decoder.setimage(pixels.im, extents)
+            buf = data[offset:]
+            while True:
+                n, err = decoder.decode(buf)
+                if n < 0:
+                    status = _PIL_DONE if err == 0 else min(err, -2)
+                    break
+                if n == 0:
+                    status = 0
+                    break
+                buf = buf[n:]
+        finally:
+            decoder.cleanup()
+    return status, pixels if status == _PIL_DONE else None

@@ -60,6 +60,7 @@ _STAT_KEYS = (
     "inbound_dropped_unacked",
     "reconnects",
     "unrouted",
+    "unrouted_held",
     "stale_acks",
     "dead_letters",
     "subscribed",
@@ -116,6 +117,14 @@ class MqttTransport:
     reconnect) and ``inbound_dropped_unacked`` counts it. An ack whose connection has gone is
     not sent (``stale_acks``): the broker redelivers that message on the new connection.
 
+    A QoS 1 message that arrives before a handler for its topic is registered (a resumed
+    persistent session redelivers at once after CONNACK, i.e. inside ``start()``) is held
+    unacknowledged and handed to the handler once ``subscribe()`` registers a matching one, so
+    handlers may be registered before or after ``start()``. At most ``unrouted_max`` messages
+    (default ``queue_size``) are held; one still unwanted after ``unrouted_hold_s`` (an old
+    subscription the session keeps) is acknowledged and counted as ``unrouted``. After a
+    reconnect to a kept session, held messages are dropped unacked: the broker redelivers them.
+
     Retained messages are acknowledged by the transport after the handler returns (their
     ``Inbound.ack`` is a no-op; the broker still holds them); QoS 0 needs no ack. A handler
     that raises is counted, a ``DeadLetter`` (reason ``handler_error``) is published, and the
@@ -135,6 +144,8 @@ class MqttTransport:
         connect_timeout_s: float = 10.0,
         max_inflight_out: int = 1000,
         max_queued_out: int = 100_000,
+        unrouted_hold_s: float = 30.0,
+        unrouted_max: int | None = None,
     ) -> None:
         if not client_id or len(client_id.encode()) > 65535:
             raise ValueError("client_id must be a non-empty string")
@@ -153,7 +164,13 @@ class MqttTransport:
         self._book = MidBook()
         self._receipts = Receipts(client_id)
         self._delivery = Delivery(
-            client_id, component_id(client_id), queue_size, self._stats, self.publish
+            client_id,
+            component_id(client_id),
+            queue_size,
+            self._stats,
+            self.publish,
+            hold_s=unrouted_hold_s,
+            hold_max=unrouted_max,
         )
         self._gen = 0  # connection generation; acks of an older generation are stale
         self._connected = False
@@ -350,6 +367,14 @@ class MqttTransport:
         self._gen += 1
         if self._first.is_set():
             self._stats.add("reconnects")
+            if flags.session_present:
+                n = self._delivery.forget_held()
+                if n:
+                    log.info(
+                        "%s: %d held messages dropped unacked; the kept session redelivers them",
+                        self.client_id,
+                        n,
+                    )
         self._honour_receive_maximum(client, props)
         subs = self._delivery.patterns()
         self._connected = True
@@ -564,6 +589,7 @@ class MqttTransport:
     def stats(self) -> dict[str, int]:
         out = self._stats.snapshot()
         out["inbound_queue"] = self._delivery.depth
+        out["inbound_held"] = self._delivery.held
         out["publish_pending"] = len(self._book)
         client = self._client
         out["publish_inflight_limit"] = (

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
-from collections import Counter
+import time
+from collections import Counter, deque
 from collections.abc import Callable
 
 from broker.messages import DeadLetter, utcnow
@@ -16,8 +18,17 @@ from broker.transport import Handler, Inbound, topic_matches
 log = logging.getLogger(__name__)
 
 PUT_TIMEOUT_S = 0.5  # longest paho's network thread waits for room in the inbound queue
+UNROUTED_HOLD_S = 30.0  # how long a message no handler wants waits for one, unacked
 Ack = Callable[[], None]
 Publish = Callable[[str, bytes], Waiter]
+
+
+class _Wake:
+    """Queue item that only wakes the delivery thread (a handler was registered)."""
+
+
+_WAKE = _Wake()
+_Item = tuple[Inbound, Ack | None] | _Wake | None  # None stops the thread
 
 
 class Stats:
@@ -43,28 +54,59 @@ class Delivery:
     ``PUT_TIMEOUT_S`` for room so the network thread never stalls for long; if the queue is
     still full the message is left unacknowledged (the broker redelivers it after the next
     reconnect) and counted as ``inbound_dropped_unacked``. The delivery thread routes each
-    message to the first registered pattern that matches. A message no handler wants (an old
-    subscription kept by a persistent session) is acknowledged and counted as ``unrouted``.
+    message to the first registered pattern that matches.
+
+    A QoS 1 message no handler wants yet is HELD, unacknowledged (``unrouted_held`` counts
+    them, the ``held`` gauge says how many wait): a resumed persistent session redelivers
+    queued messages right after CONNACK, before the application has registered its handlers.
+    When a matching handler is registered, held messages go to it (before anything queued
+    after them) and its ``ack`` settles them. Holding is bounded: at most ``hold_max``
+    messages (default: ``queue_size``, the Receive Maximum, so every message the broker may
+    have in flight to us fits); beyond that a message is left unacked for redelivery after
+    the next reconnect (``inbound_dropped_unacked``). A message still unwanted after
+    ``hold_s`` (an old subscription kept by the session) is acknowledged and counted as
+    ``unrouted``, so it does not occupy the broker's in-flight window for ever; so are
+    unwanted retained messages at once (the broker keeps those). QoS 0 needs no ack.
+
     A handler that raises is counted (``handler_errors``), a ``DeadLetter`` with reason
     ``handler_error`` is published, and the message is acknowledged once the dead letter is.
     Retained messages are acknowledged here after their handler returns.
     """
 
     def __init__(
-        self, name: str, component: str, queue_size: int, stats: Stats, publish: Publish
+        self,
+        name: str,
+        component: str,
+        queue_size: int,
+        stats: Stats,
+        publish: Publish,
+        *,
+        hold_s: float = UNROUTED_HOLD_S,
+        hold_max: int | None = None,
     ) -> None:
         self._name, self._component = name, component
         self._size, self._stats, self._publish = queue_size, stats, publish
+        self._hold_s = hold_s
+        self._hold_max = queue_size if hold_max is None else hold_max
         self._lock = threading.Lock()
         self._subs: dict[str, tuple[Handler, int]] = {}
-        self._queue: queue.Queue[tuple[Inbound, Ack | None] | None] = queue.Queue(queue_size)
+        self._queue: queue.Queue[_Item] = queue.Queue(queue_size)
         self._thread: threading.Thread | None = None
+        # (held since, message, ack): only the delivery thread adds or delivers; the lock
+        # guards them against stop()/forget_held() on other threads.
+        self._held: deque[tuple[float, Inbound, Ack]] = deque()
+        self._recheck = False  # a handler was registered since the held ones were routed
 
     # ---- handler table --------------------------------------------------------------------
 
     def register(self, pattern: str, handler: Handler, qos: int) -> None:
         with self._lock:
             self._subs[pattern] = (handler, qos)
+            wake = bool(self._held)
+            self._recheck = self._recheck or wake
+        if wake:  # a full queue needs no wake-up: held ones are routed before the next item
+            with contextlib.suppress(queue.Full):
+                self._queue.put_nowait(_WAKE)
 
     def remove(self, pattern: str) -> None:
         with self._lock:
@@ -76,9 +118,12 @@ class Delivery:
 
     def handler_for(self, topic: str) -> Handler | None:
         with self._lock:
-            for pattern, (handler, _) in self._subs.items():
-                if topic_matches(pattern, topic):
-                    return handler
+            return self._match(topic)
+
+    def _match(self, topic: str) -> Handler | None:  # with self._lock held
+        for pattern, (handler, _) in self._subs.items():
+            if topic_matches(pattern, topic):
+                return handler
         return None
 
     # ---- queue and thread -----------------------------------------------------------------
@@ -86,6 +131,20 @@ class Delivery:
     @property
     def depth(self) -> int:
         return self._queue.qsize()
+
+    @property
+    def held(self) -> int:
+        """Messages waiting, unacked, for a handler."""
+        with self._lock:
+            return len(self._held)
+
+    def forget_held(self) -> int:
+        """Drop held messages, unacked: after a reconnect to a kept session the broker
+        redelivers them (their acks would be stale anyway). Returns how many."""
+        with self._lock:
+            n = len(self._held)
+            self._held.clear()
+        return n
 
     def start(self) -> None:
         self._queue = queue.Queue(self._size)
@@ -99,16 +158,17 @@ class Delivery:
         return self._thread is not None
 
     def stop(self, timeout: float = 5.0) -> int:
-        """Drop what is still queued (unacked: the broker redelivers it), end the thread."""
+        """Drop what is still queued or held (unacked: the broker redelivers it), end the
+        thread. Returns how many messages were dropped."""
         with self._queue.mutex:
-            dropped = sum(1 for item in self._queue.queue if item is not None)
+            dropped = sum(1 for item in self._queue.queue if isinstance(item, tuple))
             self._queue.queue.clear()
             self._queue.not_full.notify_all()
         self._queue.put(None)
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout)
         self._thread = None
-        return dropped
+        return dropped + self.forget_held()
 
     def offer(self, inbound: Inbound, ack: Ack | None) -> bool:
         try:
@@ -124,27 +184,101 @@ class Delivery:
             return False
         return True
 
-    def _run(self, q: queue.Queue[tuple[Inbound, Ack | None] | None]) -> None:
+    def _run(self, q: queue.Queue[_Item]) -> None:
         while True:
-            item = q.get()
+            try:
+                item = q.get(timeout=self._next_expiry())
+            except queue.Empty:
+                item = _WAKE
             if item is None:
                 return
-            self.dispatch(*item)
+            self.settle_held()
+            if isinstance(item, tuple):
+                self.dispatch(*item)
+
+    def _next_expiry(self) -> float | None:
+        with self._lock:
+            if not self._held:
+                return None
+            oldest = self._held[0][0]
+        return max(0.01, oldest + self._hold_s - time.monotonic())
+
+    # ---- held (not yet routable) messages --------------------------------------------------
+
+    def settle_held(self, now: float | None = None) -> None:
+        """Deliver held messages a handler now matches (oldest first); acknowledge, as
+        ``unrouted``, those held longer than ``hold_s``. Runs on the delivery thread."""
+        now = time.monotonic() if now is None else now
+        routed: list[tuple[Handler, Inbound, Ack]] = []
+        old: list[tuple[Inbound, Ack]] = []
+        with self._lock:
+            if not self._held:
+                return
+            expired = self._held[0][0] + self._hold_s <= now
+            if not (self._recheck or expired):
+                return
+            self._recheck = False
+            keep: deque[tuple[float, Inbound, Ack]] = deque()
+            for since, inbound, ack in self._held:
+                handler = self._match(inbound.topic)
+                if handler is not None:
+                    routed.append((handler, inbound, ack))
+                elif since + self._hold_s <= now:
+                    old.append((inbound, ack))
+                else:
+                    keep.append((since, inbound, ack))
+            self._held = keep
+        for inbound, ack in old:
+            self._stats.add("unrouted")
+            log.info(
+                "%s: no handler for %s within %g s (old session subscription?); acked",
+                self._name,
+                inbound.topic,
+                self._hold_s,
+            )
+            ack()
+        for handler, inbound, ack in routed:
+            self._call(handler, inbound, ack)
+
+    def _hold(self, inbound: Inbound, ack: Ack) -> None:
+        with self._lock:
+            full = len(self._held) >= self._hold_max
+            if not full:
+                self._held.append((time.monotonic(), inbound, ack))
+        if full:
+            self._stats.add("inbound_dropped_unacked")
+            log.warning(
+                "%s: %d messages already wait for a handler; message on %s left unacked for "
+                "redelivery",
+                self._name,
+                self._hold_max,
+                inbound.topic,
+            )
+            return
+        self._stats.add("unrouted_held")
+        log.debug("%s: no handler for %s yet; held unacked", self._name, inbound.topic)
 
     # ---- one message ----------------------------------------------------------------------
 
     def dispatch(self, inbound: Inbound, ack: Ack | None) -> None:
         handler = self.handler_for(inbound.topic)
         if handler is None:
+            if ack is not None and not inbound.retain:
+                self._hold(inbound, ack)
+                return
             self._stats.add("unrouted")
             log.debug(
-                "%s: no handler for %s (old session subscription?); acked",
+                "%s: no handler for %s; %s",
                 self._name,
                 inbound.topic,
+                "acked" if ack else "dropped",
             )
             if ack is not None:
                 ack()
             return
+        self._call(handler, inbound, ack)
+
+    def _call(self, handler: Handler, inbound: Inbound, ack: Ack | None) -> None:
         try:
             handler(inbound)
         except Exception as exc:

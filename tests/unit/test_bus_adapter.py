@@ -272,12 +272,14 @@ def test_full_queue_leaves_message_unacked_and_counts_it() -> None:
     assert d.stop() == 2  # what was queued is left for redelivery too
 
 
-def test_unrouted_messages_are_acked_and_counted() -> None:
+def test_unrouted_messages_are_held_then_acked_and_counted() -> None:
     d, stats = _delivery(Published())
     acks: list[int] = []
     d.register("a/+", lambda m: None, 1)
     d.dispatch(_msg("b/1"), lambda: acks.append(1))
-    assert acks == [1] and stats.snapshot()["unrouted"] == 1
+    assert acks == [] and d.held == 1  # held unacked: a handler may still be registered
+    d.settle_held(now=time.monotonic() + 3600)  # none came within the hold time
+    assert acks == [1] and stats.snapshot()["unrouted"] == 1 and d.held == 0
     d.remove("a/+")
     assert d.patterns() == []
 

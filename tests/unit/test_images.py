@@ -212,6 +212,84 @@ def test_detect() -> None:
     assert images.detect(b"\xff\xd8") is None
 
 
+def _photo(**kw: object) -> bytes:
+    """A camera-like 640x480 JPEG (about 50 kB at quality 75): gradient plus sensor noise."""
+    grey = Image.radial_gradient("L").resize((640, 480))
+    noise = Image.effect_noise((640, 480), 25)
+    img = Image.merge("RGB", (grey, Image.blend(grey, noise, 0.3), noise))
+    return encode(img, "JPEG", **{"quality": 75, **kw})
+
+
+def _pillow_decodes(data: bytes) -> tuple[int, int]:
+    with Image.open(io.BytesIO(data)) as im:
+        im.load()
+        return im.size
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {},
+        {"optimize": True},
+        {"subsampling": 0, "quality": 95},
+        {"restart_marker_blocks": 4},
+        {"progressive": True},
+    ],
+)
+def test_jpeg_cut_short_then_eoi_reappended(kw: dict[str, object]) -> None:
+    data = _photo(**kw)
+    images.check_jpeg_scan(data)  # complete: accepted
+    for frac in (0.1, 0.35, 0.5, 0.8, 0.97):
+        cut = data[: int(len(data) * frac)] + images.JPEG_EOI
+        assert _pillow_decodes(cut) == (640, 480)  # Pillow takes it silently
+        assert sniff(cut).width == 640  # so does the header-only sniff of the codecs
+        with pytest.raises(ImageError) as info:
+            images.check_jpeg_scan(cut)
+        assert info.value.reason == "image_truncated", (frac, info.value)
+        assert "scan data ends" in info.value.detail
+
+
+def scan_reason(data: bytes) -> str:
+    with pytest.raises(ImageError) as info:
+        images.check_jpeg_scan(data)
+    assert info.value.detail
+    return info.value.reason
+
+
+def test_jpeg_cut_on_a_stuffed_byte_is_truncated() -> None:
+    data = _photo()
+    ff = data.index(b"\xff\x00", len(data) // 2)
+    assert scan_reason(data[: ff + 1] + images.JPEG_EOI) == "image_truncated"  # dangling FF
+    assert scan_reason(data[:ff] + images.JPEG_EOI) == "image_truncated"
+
+
+def test_truncation_found_even_if_pillow_loads_truncated_images(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from PIL import ImageFile
+
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)
+    data = _photo()
+    images.check_jpeg_scan(data)
+    assert scan_reason(data[: len(data) // 2] + images.JPEG_EOI) == "image_truncated"
+
+
+@pytest.mark.parametrize("mode", ["L", "CMYK"])
+def test_scan_check_other_colour_models(mode: str) -> None:
+    data = encode(Image.open(io.BytesIO(_photo())).convert(mode), "JPEG", quality=80)
+    images.check_jpeg_scan(data)
+    assert scan_reason(data[: len(data) * 2 // 3] + images.JPEG_EOI) == "image_truncated"
+
+
+def test_scan_check_needs_a_sound_jpeg(jpeg: bytes) -> None:
+    data = _photo()
+    images.check_jpeg_scan(data[:-2] + b"\xff" * 3 + images.JPEG_EOI)  # fill bytes: fine
+    images.check_jpeg_scan(data + b"\x00" * 4)  # padding after EOI: fine
+    assert scan_reason(png(4, 4)) == "bad_image"
+    assert scan_reason(data[:-2]) == "image_truncated"  # no EOI at all
+    assert scan_reason(jpeg[:2] + b"\xff\xd8" + jpeg[2:]) == "bad_image"
+
+
 def test_sniff_is_fast_and_does_not_scale_with_body(jpeg: bytes) -> None:
     big = encode(Image.effect_noise((1600, 1200), 60).convert("RGB"), "JPEG", quality=95)
     assert len(big) > 500_000
@@ -220,3 +298,50 @@ def test_sniff_is_fast_and_does_not_scale_with_body(jpeg: bytes) -> None:
         for _ in range(200):
             sniff(data)
         assert (time.perf_counter() - start) / 200 < 0.001
+
+
+def _best_of(fn: object, data: bytes, n: int = 20) -> float:
+    assert callable(fn)
+    best = float("inf")
+    for _ in range(5):
+        start = time.perf_counter()
+        for _ in range(n):
+            fn(data)
+        best = min(best, (time.perf_counter() - start) / n)
+    return best
+
+
+def test_scan_check_costs_less_than_a_decode() -> None:
+    """The entropy check of a baseline JPEG (1/8-scale decode) stays below one full decode."""
+    data = _photo()
+    assert 30_000 < len(data) < 80_000
+    assert _best_of(images.check_jpeg_scan, data) < _best_of(_pillow_decodes, data)
+
+
+@pytest.mark.parametrize(
+    ("mode", "kw"),
+    [
+        ("RGB", {}),
+        ("RGB", {"subsampling": 0, "quality": 95}),
+        ("RGB", {"restart_marker_blocks": 2}),
+        ("RGB", {"progressive": True}),
+        ("L", {}),
+        ("CMYK", {}),
+    ],
+)
+def test_decode_jpeg_gives_pillows_pixels(mode: str, kw: dict[str, object]) -> None:
+    src = Image.open(io.BytesIO(_photo())).convert(mode)
+    data = encode(src, "JPEG", **{"quality": 80, **kw})
+    with Image.open(io.BytesIO(data)) as ref:
+        ref.load()
+        got = images.decode_jpeg(data)
+        assert (got.mode, got.size) == (ref.mode, ref.size)
+        assert got.tobytes() == ref.tobytes()
+    with pytest.raises(ImageError) as info:
+        images.decode_jpeg(data[: len(data) // 2] + images.JPEG_EOI)
+    assert info.value.reason == "image_truncated"
+
+
+def test_decode_jpeg_costs_about_one_decode() -> None:
+    data = _photo()
+    assert _best_of(images.decode_jpeg, data) < 1.5 * _best_of(_pillow_decodes, data)
