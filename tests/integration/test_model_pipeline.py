@@ -183,3 +183,24 @@ def test_build_profile_writes_the_contract_and_is_cached(tmp_path: Path) -> None
     assert model.run(x)["patch_features"].shape[-1] == model.load_bank().shape[1]
     again = run_build(cfg, out)  # same inputs: reused, not rebuilt
     assert again["created"] == card["created"]
+    _quantize_and_serve(out)
+
+
+def _quantize_and_serve(model_dir: Path) -> None:
+    """`linewatch model quantize`: the decision, its evidence and the served file agree."""
+    from edge.model.tools import quantize_model
+
+    info = quantize_model(model_dir, n_test=48)
+    for key in ("speedup", "auroc_drop", "novelty_auroc_drop", "novelty_rank_spearman", "reason"):
+        assert key in info, key
+    card = cardmod.load_card(model_dir)
+    int8 = model_dir / cardmod.INT8_NAME
+    assert card.quantization["kept"] is info["kept"]
+    assert int8.is_file() is info["kept"]
+    assert card.serve == (cardmod.INT8_NAME if info["kept"] else cardmod.FP32_NAME)
+    if info["kept"]:
+        assert info["speedup"] > 1.0 and info["novelty_rank_spearman"] >= 0.95
+        assert card.files[cardmod.INT8_NAME].sha256 == cardmod.file_info(int8).sha256
+    model = OnnxModel(model_dir)  # the served file loads and matches its recorded hash
+    x = np.concatenate(list(synthetic(9, 3, 64, ()).batches(card.input_spec(), 3)))
+    assert model.run(x)["embedding"].shape == (3, 2048)
