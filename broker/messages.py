@@ -18,7 +18,7 @@ Severity = Literal["critical", "major", "minor", "warning"]
 AlertKind = Literal[
     "defect", "anomaly", "sensor", "new_family", "family_growth", "overload", "reduced_rate", "gap"
 ]
-GapReason = Literal["missing", "shed", "failover"]
+GapReason = Literal["missing", "shed", "failover", "unassigned"]
 Role = Literal["edge", "store", "cluster", "dispatch", "feed", "sim", "other"]
 
 

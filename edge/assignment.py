@@ -155,17 +155,24 @@ class Subscriptions:
         self._handlers = handlers
         self._on_removed = on_removed
         self._lock = threading.Lock()
+        self._subscribed: frozenset[StreamRef] = frozenset()
+
+    def subscribed(self) -> frozenset[StreamRef]:
+        """Streams whose topics this worker has asked the broker for (what it serves)."""
+        return self._subscribed
 
     def change(self, diff: Diff) -> None:
         """Subscribe the added streams, unsubscribe (then clean up) the removed ones."""
         with self._lock:
             for stream in sorted(diff.removed):
+                self._subscribed = self._subscribed - {stream}
                 for topic, _ in topics_for(stream, self._handlers):
                     self._transport.unsubscribe(topic)
                 self._on_removed(stream, diff.epoch)
             for stream in sorted(diff.added):
                 for topic, handler in topics_for(stream, self._handlers):
                     self._transport.subscribe(topic, handler)
+                self._subscribed = self._subscribed | {stream}
         if diff.added or diff.removed:
             log.info(
                 "assignment epoch %d: +%s -%s",

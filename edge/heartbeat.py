@@ -108,6 +108,12 @@ class Heartbeat:
             return False
         return True
 
+    def now(self) -> bool:
+        """A heartbeat at once (e.g. right after subscribing to newly assigned streams, so the
+        dispatcher learns they are served); the periodic schedule restarts from here."""
+        self._next = 0.0
+        return self.tick()
+
     def death(self, timeout: float = 5.0) -> bool:
         """Retained offline status, acknowledged before the caller disconnects."""
         if not self._born:

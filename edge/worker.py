@@ -216,7 +216,9 @@ class EdgeWorker:
             "model_version": self.model_version,
             "cost_per_hour": self.settings.cost_per_hour,
             "labels": self.settings.labels,
-            "streams": tuple(sorted(s.key for s in self.state.streams)),
+            # subscribed, not merely assigned: the dispatcher hands held inputs of a stream to
+            # the worker whose status lists it (services/dispatcher/discovery.py)
+            "streams": tuple(sorted(s.key for s in self.subs.subscribed())),
             "epoch": self.state.epoch,
         }
 
@@ -343,6 +345,8 @@ class EdgeWorker:
                     self.gaps.takeover(key, after)
             log.info("taking over %s after the seqs accounted for", diff.resume)
         self.subs.change(diff)
+        if diff.added or diff.removed:  # tell the dispatcher at once what is served now
+            self.heartbeat.now()
 
     def _on_removed(self, stream: StreamRef, epoch: int) -> None:
         """A stream left this worker: queued frames are handed over (acked, no record: the

@@ -5,27 +5,31 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable
 
 from broker.codecs import Rejected, decode_output, encode
 from broker.liveness import Liveness
-from broker.messages import Assignment, DispatchDecision, WorkerStatus, utcnow
+from broker.messages import Assignment, DispatchDecision, Gap, WorkerStatus, utcnow
 from broker.topics import (
     ALL_ASSIGNMENTS,
     ALL_STATUS,
     ALL_VERDICTS,
+    StreamRef,
     TopicError,
     alert_topic,
     assignment_topic,
     dispatch_decision_topic,
+    gap_topic,
     parse,
 )
 from broker.transport import Inbound, Published, Transport
 from services.dispatcher import decide as dec
+from services.dispatcher.discovery import Discovery, HeldInput
 from services.dispatcher.model import StreamInfo, WorkerInfo
 from services.dispatcher.ports import AssignmentStore, Held, LeaderLock, capacity_moved
-from services.dispatcher.settings import DispatchSettings
+from services.dispatcher.settings import DispatchSettings, StreamSpec
 from services.dispatcher.triggers import (
     CoolDown,
     Effect,
@@ -73,6 +77,9 @@ class Dispatcher:
             settings.p95_bound_ms, settings.overload_samples, settings.overload_min_queue
         )
         self._rates = RateTracker(settings.rate_window_s)
+        self._disc = Discovery(
+            settings.discover_fps, settings.discover_hold_frames, settings.discover_hold_bytes
+        )
         self._alerted: tuple[object, ...] = ((), ())
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -90,6 +97,9 @@ class Dispatcher:
         self.t.subscribe(ALL_STATUS, self._on_status)
         if self.s.observe_rates:
             self.t.subscribe(ALL_VERDICTS, self._on_verdict, qos=0)
+        if self.s.discover_streams:
+            for pattern in self.s.discover_topics:
+                self.t.subscribe(pattern, self._on_input, qos=0)
         if self._liveness is not None:
             self._liveness.birth()
         self._thread = threading.Thread(target=self._run, name=f"dispatch-{self.id}", daemon=True)
@@ -141,6 +151,8 @@ class Dispatcher:
                 if held is None or a.epoch >= held.epoch:
                     self._held[a.worker] = Held(a.epoch, tuple(a.streams), dict(a.rates))
                 self._epoch = max(self._epoch, a.epoch)
+                if self.s.discover_streams:  # a restarted dispatcher keeps placed streams
+                    self._disc.adopt(a.streams, (s.id for s in self.s.streams))
         msg.ack()
 
     def _on_status(self, msg: Inbound) -> None:
@@ -164,6 +176,7 @@ class Dispatcher:
             return
         old = self._status.get(st.worker)
         self._status[st.worker] = st
+        self._disc.status(st.worker, st.streams, effect is not Effect.DEATH)
         if effect is Effect.DEATH:
             self._seen[st.worker] = Seen(st.counter, False, now)
             self._over.forget(st.worker)
@@ -188,6 +201,51 @@ class Dispatcher:
             with self._lock:
                 self._rates.observe(stream.key, self._clock())
         msg.ack()
+
+    def _on_input(self, msg: Inbound) -> None:
+        """A copy (QoS 0) of every frame and sensor input: discover streams, hold unserved."""
+        stream = Discovery.stream_of(msg.topic)
+        if stream is not None:
+            key = stream.key
+            with self._lock:
+                if self._disc.learn(key, (s.id for s in self.s.streams)):
+                    log.info("dispatcher: discovered stream %s", key)
+                    self._add(f"discover:{key}")
+                if self._leader and not self._disc.served(key):
+                    self._disc.hold(key, HeldInput(msg.topic, msg.payload, dict(msg.properties)))
+        msg.ack()
+
+    def _specs(self) -> list[StreamSpec]:
+        """Configured streams, then discovered ones (configuration wins for a shared id)."""
+        configured = {s.id for s in self.s.streams}
+        return [
+            *self.s.streams,
+            *(s for k, s in self._disc.discovered.items() if k not in configured),
+        ]
+
+    def _deliver_held(self) -> None:
+        """Republish held inputs of streams their owner now serves; gap what was pushed out."""
+        with self._lock:
+            ready = self._disc.release()
+            lost = self._disc.take_overflow() if self._leader else self._disc.drop_all()
+            epoch = self._epoch
+        for item in ready:
+            self.t.publish(item.topic, item.payload, properties=item.properties or None)
+        for key, count in lost.items():
+            ref = StreamRef.parse_key(key)
+            gap = Gap(
+                key=f"{key}#unassigned:{uuid.uuid4().hex}",
+                stream=key,
+                reason="unassigned",
+                count=count,
+                worker=self.id,
+                epoch=epoch,
+                ts=utcnow(),
+            )
+            self.t.publish(gap_topic(ref), encode(gap))
+            log.warning(
+                "dispatcher: %d input(s) of unserved stream %s recorded as a gap", count, key
+            )
 
     # ---- the decision loop -------------------------------------------------------------
 
@@ -225,6 +283,8 @@ class Dispatcher:
             )
         if ready:
             self._decide(now)
+        if self.s.discover_streams:
+            self._deliver_held()
 
     def _lead(self, now: float) -> None:
         if self._lock_db is None:
@@ -258,13 +318,18 @@ class Dispatcher:
                 held = self._held.get(w)
                 if held is None or e > held.epoch:
                     self._held[w] = Held(e, tuple(streams), {})
+            if self.s.discover_streams:
+                self._disc.adopt(
+                    (st for h in self._held.values() for st in h.streams),
+                    (s.id for s in self.s.streams),
+                )
 
     def _check_rates(self, now: float) -> None:
         if not self.s.observe_rates or now - self._marks["rates"] < self.s.rate_window_s / 2:
             return
         self._marks["rates"] = now
         rates = {s: r for h in self._held.values() for s, r in h.rates.items()}
-        for spec in self.s.streams:
+        for spec in self._specs():
             planned = self._fps.get(spec.id, spec.fps)
             seen = self._rates.fps(spec.id, now)
             if spec.id in self._current() and rate_changed(
@@ -300,7 +365,7 @@ class Dispatcher:
             )
         streams = tuple(
             StreamInfo(s.id, self._fps.get(s.id, s.fps), dict(s.requires), s.priority)
-            for s in self.s.streams
+            for s in self._specs()
         )
         rates = {s: r for h in self._held.values() for s, r in h.rates.items()}
         return dec.View(tuple(workers), streams, self._current(), rates, self._cool.pinned(now))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from broker.config import CommonSettings
-from broker.topics import StreamRef, TopicError
+from broker.topics import ALL_FRAMES, ALL_SENSORS, ROOT, StreamRef, TopicError
 from services.dispatcher.overload import Policy
 
 
@@ -53,8 +53,25 @@ class DispatchSettings(CommonSettings):
     startup_grace_s: float = Field(default=1.0, ge=0)
     lease_ttl_s: float = Field(default=3.0, gt=0)
     observe_rates: bool = True
+    # Streams nobody configured are placed when they start publishing (discovery.py).
+    discover_streams: bool = True
+    discover_topics: list[str] = Field(default_factory=lambda: [ALL_FRAMES, ALL_SENSORS])
+    discover_fps: float = Field(default=1.0, gt=0, allow_inf_nan=False)
+    discover_hold_frames: int = Field(default=32, ge=0)
+    discover_hold_bytes: int = Field(default=64 * 1024 * 1024, ge=0)
     rate_window_s: float = Field(default=10.0, gt=0)
     rate_tolerance: float = Field(default=0.25, gt=0)
+
+    @field_validator("discover_topics")
+    @classmethod
+    def _input_filters(cls, v: list[str]) -> list[str]:
+        for f in v:
+            if not f.startswith(f"{ROOT}/") or not (f.endswith("/frame") or "/sensor/" in f):
+                raise ValueError(
+                    f"{f!r} is not a frame or sensor topic filter under {ROOT}/ "
+                    f"(e.g. {ALL_FRAMES} or {ALL_SENSORS})"
+                )
+        return v
 
     @field_validator("streams")
     @classmethod
