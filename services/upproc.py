@@ -93,6 +93,12 @@ def announce_http(child: Child) -> None:
         child.announced_pid = proc.pid
         urls = ", ".join(sorted({http_url(h, p) for h, p in addrs}))
         print(f"  {child.comp.name}  {urls}", flush=True)
+        if child.comp.name == "feed":  # the page shows alerts; acting on them needs a token
+            print(
+                "  (to acknowledge or assign alerts: linewatch feed token create "
+                "--role operator --name YOU)",
+                flush=True,
+            )
         log.info("%s listening: %s", child.comp.name, urls)
 
 

@@ -270,6 +270,7 @@ class Dispatcher:
         with self._lock:
             for w in expired(self._seen, now, self.s.keepalive_s):
                 self._seen[w].alive = False
+                self._disc.status(w, (), alive=False)
                 self._add(f"expired:{w}")
             self._check_rates(now)
             if self.s.rebalance_s and now - self._marks["decided"] >= self.s.rebalance_s:
@@ -318,9 +319,14 @@ class Dispatcher:
                 held = self._held.get(w)
                 if held is None or e > held.epoch:
                     self._held[w] = Held(e, tuple(streams), {})
-            if self.s.discover_streams:
+            if self.s.discover_streams:  # only this fleet's workers' streams
                 self._disc.adopt(
-                    (st for h in self._held.values() for st in h.streams),
+                    (
+                        st
+                        for w, (_, streams) in latest.items()
+                        if w.startswith(self.s.worker_prefix)
+                        for st in streams
+                    ),
                     (s.id for s in self.s.streams),
                 )
 

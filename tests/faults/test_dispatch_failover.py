@@ -143,6 +143,9 @@ class Stack:
             "LINEWATCH_OBSERVE_RATES": "false",
             "LINEWATCH_DEFAULT_CAPACITY_FPS": "40",
             "LINEWATCH_STREAMS": json.dumps([{"id": c.key, "fps": FPS} for c in self.cams]),
+            # discovery stays on (it holds a dead worker's inputs for the new owner) but only
+            # for this site: the broker may carry other tests' cameras
+            "LINEWATCH_DISCOVER_TOPICS": json.dumps([f"lw/v1/{self.site}/+/+/camera/+/frame"]),
         }
         self.procs: dict[str, Proc] = {}
         self.fleet = Fleet(url, self.site)

@@ -52,6 +52,7 @@ def _settings(tmp_path: Path, db_url: str, did: str, **kw: Any) -> DispatchSetti
         startup_grace_s=0.1,
         debounce_s=0.05,
         observe_rates=False,
+        discover_streams=False,  # a shared broker carries other tests' cameras
         rebalance_s=0,
         lease_ttl_s=1.5,
         data_dir=tmp_path,
