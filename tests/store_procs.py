@@ -152,6 +152,8 @@ def publish_all(t: MqttTransport, msgs: Iterable[Msg], *, window: int = 500) -> 
     n = 0
     for m in msgs:
         stream = getattr(m, "stream", None)
+        if not isinstance(stream, str):
+            raise TypeError(f"publish_all needs messages with a stream, not {type(m).__name__}")
         ref = topics.StreamRef.parse_key(stream)
         pending.append(t.publish(topics.verdict_topic(ref), encode(m)))
         n += 1

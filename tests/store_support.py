@@ -6,23 +6,32 @@ import shutil
 import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Literal
 
 from broker.messages import (
     Alert,
+    AlertKind,
     Assignment,
     DeadLetter,
     DispatchDecision,
     FamilyUpdate,
     FrameFamily,
     Gap,
+    GapReason,
     ReadingsBatch,
+    Role,
     SensorAnomaly,
+    Severity,
     StoredReading,
     ThresholdChange,
     Verdict,
     WorkerStatus,
 )
 from broker.topics import StreamRef
+
+# Field types that broker.messages spells inline (mypy checks they stay assignable).
+WorkerState = Literal["online", "heartbeat", "offline"]
+FamilyEvent = Literal["created", "grew", "renamed", "merged", "split", "refit"]
 
 _TEMPLATE: Path | None = None
 T0 = datetime(2026, 3, 2, 6, 0, tzinfo=UTC)  # a Monday, start of the early shift
@@ -109,8 +118,8 @@ def alert(
     stream: StreamRef,
     *,
     at: datetime = T0,
-    kind: str = "defect",
-    severity: str = "major",
+    kind: AlertKind = "defect",
+    severity: Severity = "major",
     family: str | None = None,
     thumbnail: bytes | None = None,
     frame_key: str | None = None,
@@ -119,7 +128,7 @@ def alert(
     return Alert(
         event_id=event_id,
         kind=kind,
-        severity=severity,  # type: ignore[arg-type]
+        severity=severity,
         site=stream.site,
         line=stream.line,
         station=stream.station,
@@ -135,14 +144,14 @@ def alert(
 
 
 def status(
-    worker: str, state: str, counter: int, at: datetime = T0, role: str = "edge"
+    worker: str, state: WorkerState, counter: int, at: datetime = T0, role: Role = "edge"
 ) -> WorkerStatus:
     return WorkerStatus(
         worker=worker,
         role=role,
         state=state,
         counter=counter,
-        ts=at,  # type: ignore[arg-type]
+        ts=at,
         host="edge-host",
         pid=1234,
         capacity_fps=40.0,
@@ -160,7 +169,7 @@ def gap(
     to_seq: int,
     *,
     at: datetime = T0,
-    reason: str = "missing",
+    reason: GapReason = "missing",
     epoch: int = 0,
 ) -> Gap:
     return Gap(
@@ -168,7 +177,7 @@ def gap(
         stream=stream.key,
         reason=reason,
         from_seq=from_seq,
-        to_seq=to_seq,  # type: ignore[arg-type]
+        to_seq=to_seq,
         count=to_seq - from_seq + 1,
         worker="W1",
         epoch=epoch,
@@ -191,13 +200,13 @@ def anomaly(stream: StreamRef, seq: int, *, at: datetime = T0) -> SensorAnomaly:
 
 
 def family(
-    fid: str, *, size: int, at: datetime = T0, name: str | None = None, event: str = "grew"
+    fid: str, *, size: int, at: datetime = T0, name: str | None = None, event: FamilyEvent = "grew"
 ) -> FamilyUpdate:
     return FamilyUpdate(
         family=fid,
         name=name or fid,
         event=event,
-        size=size,  # type: ignore[arg-type]
+        size=size,
         first_seen=T0,
         last_seen=at,
         rate_per_hour=size / 8.0,

@@ -13,7 +13,7 @@ from helpers import wait_for
 
 from broker.loopback import LoopbackHub, LoopbackTransport
 from services.dispatcher.service import Dispatcher
-from services.dispatcher.settings import DispatchSettings
+from services.dispatcher.settings import DispatchSettings, StreamSpec
 from services.dispatcher.sqlstore import open_sql
 from services.store.engine import upgrade
 
@@ -48,7 +48,7 @@ def _settings(tmp_path: Path, db_url: str, did: str, **kw: Any) -> DispatchSetti
         dispatcher_id=did,
         db_url=db_url,
         keepalive_s=1,
-        streams=[{"id": s, "fps": 10.0} for s in STREAMS],
+        streams=[StreamSpec(id=s, fps=10.0) for s in STREAMS],
         startup_grace_s=0.1,
         debounce_s=0.05,
         observe_rates=False,

@@ -7,7 +7,7 @@ import json
 import socket
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -192,7 +192,7 @@ def test_tokens_roles_and_actor(feed: Feed) -> None:
         r = op.post(f"/api/alerts/{alert_id}/ack", json={"note": "on it"})
         assert r.status_code == 200 and r.json()["acknowledged_by"] == f"alice-{feed.site}"
     with feed.engine.connect() as conn:
-        hashes = conn.execute(select(s.T_TOKENS.c.token_hash)).scalars().all()
+        hashes: Sequence[str] = conn.execute(select(s.T_TOKENS.c.token_hash)).scalars().all()
         assert (
             feed.operator not in hashes and len(hashes) == 2 and all(len(h) == 64 for h in hashes)
         )
@@ -340,7 +340,7 @@ def test_suppression_window_keeps_events_without_alerts(feed: Feed) -> None:
         items = c.get("/api/alerts").json()["items"]
         assert [a["station"] for a in items] == ["S9"]
         with feed.engine.connect() as conn:
-            outcomes = sorted(conn.execute(select(s.T_ALERT_SOURCE.c.outcome)).scalars())
+            outcomes: list[str] = sorted(conn.execute(select(s.T_ALERT_SOURCE.c.outcome)).scalars())
         assert outcomes == ["raised", "suppressed"]
         assert [x["id"] for x in c.get("/api/suppressions").json()["items"]] == [sup["id"]]
         assert c.delete(f"/api/suppressions/{sup['id']}").status_code == 200
@@ -641,7 +641,7 @@ def test_sse_resume_after_dropped_connection(feed: Feed) -> None:
             seen += _read_events(lines, 1)
     ids = [i for i, _ in seen]
     with feed.engine.connect() as conn:
-        all_ids = (
+        all_ids: Sequence[int] = (
             conn.execute(select(s.T_ALERT_EVENTS.c.id).order_by(s.T_ALERT_EVENTS.c.id))
             .scalars()
             .all()

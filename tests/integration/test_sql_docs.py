@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, insert, select, text
+from sqlalchemy import Connection, Engine, insert, select, text
 from store_support import (
     alert,
     anomaly,
@@ -118,16 +118,16 @@ def seed(engine: Engine, url: str) -> None:
     lead.engine.dispose()
 
 
-def _seed_alerts(conn: object, now: object) -> None:
-    ev = conn.execute(select(s.T_EVIDENCE.c.evidence_key)).scalars().first()  # type: ignore[attr-defined]
+def _seed_alerts(conn: Connection, now: datetime) -> None:
+    ev = conn.execute(select(s.T_EVIDENCE.c.evidence_key)).scalars().first()
     for i, (sev, st) in enumerate(
         [("critical", "acknowledged"), ("major", "active"), ("minor", "resolved")]
     ):
-        first = now - timedelta(hours=5 - i)  # type: ignore[operator]
+        first = now - timedelta(hours=5 - i)
         acked = first + timedelta(minutes=4 + 3 * i) if st != "active" else None
-        aid = conn.execute(
+        aid: int = conn.execute(
             insert(s.T_ALERTS)
-            .values(  # type: ignore[attr-defined]
+            .values(
                 dedup_key=f"defect:s1/L1/st1:{i}",
                 kind="defect",
                 severity=sev,
@@ -152,7 +152,7 @@ def _seed_alerts(conn: object, now: object) -> None:
         conn.execute(
             insert(s.T_ALERT_EVENTS).values(
                 alert_id=aid,
-                action="create",  # type: ignore[attr-defined]
+                action="create",
                 actor="edge-W1",
                 at=first,
             )
@@ -161,7 +161,7 @@ def _seed_alerts(conn: object, now: object) -> None:
             conn.execute(
                 insert(s.T_ALERT_EVENTS).values(
                     alert_id=aid,
-                    action="ack",  # type: ignore[attr-defined]
+                    action="ack",
                     actor="alice",
                     at=acked,
                     note="on it",

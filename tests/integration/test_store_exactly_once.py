@@ -57,7 +57,7 @@ def test_three_deliveries_from_three_processes_give_one_row_each(
             )
         assert count(engine, s.T_FRAMES) == N
         with engine.connect() as conn:
-            keys = set(conn.execute(select(s.T_FRAMES.c.frame_key)).scalars())
+            keys: set[str] = set(conn.execute(select(s.T_FRAMES.c.frame_key)).scalars())
         assert keys == {m.key for m in msgs}
         assert count(engine, s.T_DEAD_LETTERS, component="store") == 0
         assert all(w.stat("store_errors") == 0 and w.stat("stale_epoch") == 0 for w in writers)

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 
 from broker.messages import Alert
 from services.store import alert_ops as ops
@@ -107,13 +107,13 @@ def _alert(n: int, sec: float, **kw: object) -> Alert:
     return Alert(**base)  # type: ignore[arg-type]
 
 
-def _store(conn: object, batch: list[Alert]) -> None:
+def _store(conn: Connection, batch: list[Alert]) -> None:
     from services.store.repo import insert_ignore
 
     insert_ignore(
         conn,
         s.T_ALERT_SOURCE,
-        [  # type: ignore[arg-type]
+        [
             {
                 "event_id": a.event_id,
                 "kind": a.kind,
@@ -127,7 +127,7 @@ def _store(conn: object, batch: list[Alert]) -> None:
             for a in batch
         ],
     )
-    al.ingest(conn, batch, POLICY)  # type: ignore[arg-type]
+    al.ingest(conn, batch, POLICY)
 
 
 def test_ingest_on_sqlite_dedups_suppresses_and_is_idempotent(tmp_path: Path) -> None:
@@ -154,7 +154,7 @@ def test_ingest_on_sqlite_dedups_suppresses_and_is_idempotent(tmp_path: Path) ->
         _store(conn, [_alert(1, 0), _alert(2, 10)])  # redelivery: no effect
         rows = conn.execute(select(s.T_ALERTS)).mappings().all()
         assert [(r["count"], r["severity"], r["station"]) for r in rows] == [(2, "critical", "S1")]
-        outcomes = dict(
+        outcomes: dict[str, str] = dict(
             conn.execute(select(s.T_ALERT_SOURCE.c.event_id, s.T_ALERT_SOURCE.c.outcome)).all()
         )
         assert outcomes == {"e1": "raised", "e2": "deduped", "e3": "suppressed"}

@@ -114,7 +114,7 @@ def test_clustering_service_applies_family_control(tmp_path: Path) -> None:
     sink.subscribe(ALL_FAMILIES, on)
     sink.start()
     t = LoopbackTransport(hub, "cluster")
-    svc = ClusterService(t, ClusterSettings(data_dir=tmp_path, cluster_dim=8))  # type: ignore[call-arg]
+    svc = ClusterService(t, ClusterSettings(data_dir=tmp_path, cluster_dim=8))
     svc.start()
     t.start()
     fam = svc.core.assign(np.eye(8, dtype=np.float32)[0], 1.0).family

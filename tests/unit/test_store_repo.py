@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -82,7 +82,7 @@ def test_timestamps_are_utc_aware(engine: Engine) -> None:
     p = plan(verdict(cam(), 1))
     with engine.begin() as c:
         repo.insert_frames(c, p.rows["frames"])  # type: ignore[union-attr]
-        got = c.execute(select(s.T_FRAMES.c.decided_at)).scalar_one()
+        got: datetime = c.execute(select(s.T_FRAMES.c.decided_at)).scalar_one()
     assert got == T0 + timedelta(milliseconds=25) and got.utcoffset() == timedelta(0)
 
 
@@ -94,7 +94,9 @@ def test_family_before_and_after_the_verdict(engine: Engine) -> None:
         repo.insert_frames(c, plan(late).rows["frames"])  # type: ignore[union-attr]
         repo.set_frame_family(c, late.key, "F2")
         repo.set_frame_family(c, late.key, "F0", ts=T0 - timedelta(hours=1))  # older: ignored
-        fams = dict(c.execute(select(s.T_FRAMES.c.frame_key, s.T_FRAMES.c.family)).all())
+        fams: dict[str, str | None] = dict(
+            c.execute(select(s.T_FRAMES.c.frame_key, s.T_FRAMES.c.family)).all()
+        )
     assert fams == {early.key: "F1", late.key: "F2"}
 
 
@@ -113,7 +115,7 @@ def test_family_updates_keep_the_newest(engine: Engine) -> None:
     with engine.begin() as c:
         repo.upsert_families(c, rows(family("F1", size=5, at=T0 + timedelta(hours=2))))
         repo.upsert_families(c, rows(family("F1", size=3, at=T0 + timedelta(hours=1))))
-        size = c.execute(select(s.T_FAMILIES.c.size)).scalar_one()
+        size: int = c.execute(select(s.T_FAMILIES.c.size)).scalar_one()
     assert size == 5
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, func, insert, select
@@ -54,12 +56,14 @@ def engine(tmp_path: Path) -> Engine:
         for i, at in enumerate([old] * 30 + [young] * 10):
             repo.insert_frames(c, plan(verdict(cam(), i, at=at)).rows["frames"])  # type: ignore[union-attr]
         repo.insert_ignore(
-            c, s.T_READINGS, plan(readings_msg(sensor(), 0, 50, at=old)).rows["sensor_readings"]
-        )  # type: ignore[union-attr]
+            c,
+            s.T_READINGS,
+            plan(readings_msg(sensor(), 0, 50, at=old)).rows["sensor_readings"],  # type: ignore[union-attr]
+        )
         for status in ("active", "acknowledged", "resolved"):
             c.execute(insert(s.T_ALERTS).values(**_alert_row(status, 500)))
         c.execute(insert(s.T_ALERTS).values(**_alert_row("resolved", 10)))
-        ids = c.execute(select(s.T_ALERTS.c.id)).scalars().all()
+        ids: Sequence[int] = c.execute(select(s.T_ALERTS.c.id)).scalars().all()
         for aid in ids:
             c.execute(
                 insert(s.T_ALERT_EVENTS).values(alert_id=aid, action="create", actor="edge", at=old)
@@ -67,7 +71,7 @@ def engine(tmp_path: Path) -> Engine:
     return eng
 
 
-def _settings(**kw: object) -> StoreSettings:
+def _settings(**kw: Any) -> StoreSettings:
     return StoreSettings(_env_file=None, **kw)  # type: ignore[call-arg]
 
 
@@ -84,7 +88,7 @@ def test_old_rows_go_in_batches_and_unacknowledged_alerts_stay(engine: Engine) -
     assert _count(engine, s.T_READINGS) == 0
     assert rep.batches >= 3 + 5 and rep.longest_batch_s < 1.0
     with engine.connect() as c:
-        left = sorted(c.execute(select(s.T_ALERTS.c.status)).scalars())
+        left: list[str] = sorted(c.execute(select(s.T_ALERTS.c.status)).scalars())
     assert left == ["acknowledged", "active", "resolved"]  # the old resolved one went
     assert _count(engine, s.T_ALERT_EVENTS) == 3
 
@@ -99,7 +103,7 @@ def test_evidence_byte_budget_spares_open_alerts(engine: Engine) -> None:
         c.execute(insert(s.T_ALERTS).values(**_alert_row("active", 1, "alert:ev0")))
     rep = Retention(engine, _settings(retention_evidence_budget_bytes=4500)).run(now=NOW)
     with engine.connect() as c:
-        kept = sorted(c.execute(select(s.T_EVIDENCE.c.evidence_key)).scalars())
-        total = c.execute(select(func.sum(s.T_EVIDENCE.c.size_bytes))).scalar_one()
+        kept: list[str] = sorted(c.execute(select(s.T_EVIDENCE.c.evidence_key)).scalars())
+        total: int = c.execute(select(func.sum(s.T_EVIDENCE.c.size_bytes))).scalar_one()
     assert total <= 4500 and rep.evidence_bytes_freed == 6000
     assert kept == ["alert:ev0", "alert:ev7", "alert:ev8", "alert:ev9"]

@@ -125,7 +125,7 @@ def test_undecodable_payload_becomes_a_dead_letter_then_ack(rig: Rig) -> None:
     rig.send(topics.verdict_topic(c), b'{"stream": "x"}')
     wait_for(lambda: rig.acked() == 2, 5, what="acks")
     with rig.engine.connect() as conn:
-        reasons = sorted(conn.execute(select(s.T_DEAD_LETTERS.c.reason)).scalars())
+        reasons: list[str] = sorted(conn.execute(select(s.T_DEAD_LETTERS.c.reason)).scalars())
     assert reasons == ["bad_json", "bad_schema"]
 
 
@@ -145,7 +145,7 @@ def test_stale_epoch_results_are_rejected_and_counted(rig: Rig) -> None:
     assert rig.writer.stats()["stale_epoch"] == 2
     with rig.engine.connect() as conn:
         frames = set(conn.execute(select(s.T_FRAMES.c.stream, s.T_FRAMES.c.seq)))
-        dls = list(conn.execute(select(s.T_DEAD_LETTERS.c.reason)).scalars())
+        dls: list[str] = list(conn.execute(select(s.T_DEAD_LETTERS.c.reason)).scalars())
     assert frames == {(moved.key, 2), (other.key, 1), (unknown.key, 1)}
     assert dls == ["stale_epoch", "stale_epoch"]
     assert rig.count(s.T_READINGS) == 0
@@ -212,5 +212,5 @@ def test_a_message_sql_cannot_hold_is_dead_lettered_and_the_rest_stored(rig: Rig
     wait_for(lambda: rig.acked() == 6, 10, what="every message acked")
     assert rig.count(s.T_FRAMES) == 5
     with rig.engine.connect() as conn:
-        reasons = list(conn.execute(select(s.T_DEAD_LETTERS.c.reason)).scalars())
+        reasons: list[str] = list(conn.execute(select(s.T_DEAD_LETTERS.c.reason)).scalars())
     assert reasons == ["store_error"] and rig.writer.stats()["store_errors"] == 1
