@@ -153,8 +153,10 @@ def run(
     single_ms: float,
     trials: int = 3,
     raw_trial: Callable[[float], float] | None = None,
+    window: int = 32,
 ) -> dict[str, Any]:
-    """Start store + worker, measure closed-loop throughput then half-load latency."""
+    """Start store + worker, measure closed-loop throughput (``window`` frames in flight)
+    then half-load latency."""
     tmp = Path(tempfile.mkdtemp(prefix="lw-bench-mqtt-"))
     site = f"bench{uuid.uuid4().hex[:8]}"
     worker = f"B{site}"
@@ -193,7 +195,7 @@ def run(
             procs.append(edge)
         _wait_online(url, worker)
         _wait_online(url, f"store-{site}")
-        return _measure(url, site, db, frames_dir, seconds, trials, edge.pid, raw_trial)
+        return _measure(url, site, db, frames_dir, seconds, trials, edge.pid, raw_trial, window)
     finally:
         for p in reversed(procs):
             if p.poll() is None:
@@ -215,6 +217,7 @@ def _measure(
     trials: int,
     edge_pid: int,
     raw_trial: Callable[[float], float] | None,
+    window: int,
 ) -> dict[str, Any]:
     """Closed-loop trials (each after a paired raw trial), then half-load latency."""
     counter = SqlCounter(db, site)
@@ -224,7 +227,7 @@ def _measure(
     try:
         for i in range(trials + 1):  # the first round warms up
             raw = raw_trial(seconds) if (raw_trial is not None and i) else 0.0
-            out = _publisher(url, site, frames_dir, "closed", seconds)
+            out = _publisher(url, site, frames_dir, "closed", seconds, window=window)
             published += out["published"]
             t_done = counter.reached(published)
             if i:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from broker.codecs import Rejected
@@ -11,7 +14,7 @@ from broker.messages import FrameIn, utcnow
 from broker.topics import alert_topic, features_topic, verdict_topic
 from broker.transport import Inbound
 from edge.gaps import SeqStatus
-from edge.pipeline import FrameJob, FrameOutcome
+from edge.pipeline import FrameJob, FrameOutcome, Inferred
 
 if TYPE_CHECKING:
     from edge.worker import EdgeWorker
@@ -19,8 +22,17 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+@dataclass
+class _Handoff:
+    """One batch from the inference thread to the scoring thread."""
+
+    jobs: list[FrameJob]
+    inferred: Inferred | list[FrameOutcome]  # a list: the batch failed, these are its errors
+    infer_s: float
+
+
 class FrameStage:
-    """Admission (delivery thread) and inference loop (its own thread) of camera frames."""
+    """Admission (delivery thread); inference and scoring (two threads, see ``run``)."""
 
     def __init__(self, worker: EdgeWorker) -> None:
         self.w = worker
@@ -63,27 +75,64 @@ class FrameStage:
         m.queue_depth.set(w.batcher.depth())
 
     def run(self) -> None:
-        """Inference loop: until the batcher is closed and drained."""
+        """Inference loop, until the batcher is closed and drained.
+
+        Two stages, one batch apart: this thread decodes and runs the model on batch k+1
+        while the scoring thread scores and publishes batch k (a hand-off queue of one
+        batch). Novelty scoring then fills the CPU that onnxruntime leaves idle between
+        and inside its runs instead of adding to every batch's time. Verdicts keep the
+        batches' order; this returns once the scoring thread has emitted everything.
+        """
         w = self.w
-        while True:
-            batch = w.batcher.take(timeout=0.5)
-            if not batch:
-                if w.batcher.closed and not w.batcher.depth():
-                    return
-                continue
-            jobs = [q.item for q in batch]
-            w.metrics.queue_depth.set(w.batcher.depth())
+        handoff: queue.Queue[_Handoff | None] = queue.Queue(maxsize=1)
+        scorer = threading.Thread(
+            target=self._score_loop, args=(handoff,), name=f"edge-score-{w.worker}", daemon=True
+        )
+        scorer.start()
+        try:
+            while True:
+                batch = w.batcher.take(timeout=0.5)
+                if not batch:
+                    if w.batcher.closed and not w.batcher.depth():
+                        return
+                    continue
+                jobs = [q.item for q in batch]
+                w.metrics.queue_depth.set(w.batcher.depth())
+                t0 = time.monotonic()
+                try:
+                    inferred: Inferred | list[FrameOutcome] = w.pipeline.infer(jobs)
+                except Exception as exc:  # the model failed on this batch: record, keep serving
+                    inferred = self._failed(jobs, exc)
+                handoff.put(_Handoff(jobs, inferred, time.monotonic() - t0))
+        finally:
+            handoff.put(None)
+            scorer.join()
+
+    @staticmethod
+    def _failed(jobs: list[FrameJob], exc: Exception) -> list[FrameOutcome]:
+        log.exception("inference failed on a batch of %d frames", len(jobs))
+        err = Rejected("inference_error", f"{type(exc).__name__}: {exc}")
+        return [FrameOutcome(job, error=err) for job in jobs]
+
+    def _score_loop(self, handoff: queue.Queue[_Handoff | None]) -> None:
+        """Scoring thread: novelty, verdicts and publishing, batch by batch, in order."""
+        w = self.w
+        while (h := handoff.get()) is not None:
             t0 = time.monotonic()
-            try:
-                outcomes = w.pipeline.process(jobs, w.state.epoch)
-            except Exception as exc:  # the model failed on this batch: record, keep serving
-                log.exception("inference failed on a batch of %d frames", len(jobs))
-                err = Rejected("inference_error", f"{type(exc).__name__}: {exc}")
-                outcomes = [FrameOutcome(job, error=err) for job in jobs]
-            w.meter.record_batch(len(jobs), time.monotonic() - t0)
-            w.metrics.batch_size.observe(len(jobs))
+            if isinstance(h.inferred, list):
+                outcomes = h.inferred
+            else:
+                try:
+                    outcomes = w.pipeline.finish(h.inferred, w.state.epoch)
+                except Exception as exc:  # scoring failed on this batch: record, keep serving
+                    outcomes = self._failed(h.jobs, exc)
+            w.meter.record_batch(len(h.jobs), h.infer_s + time.monotonic() - t0)
+            w.metrics.batch_size.observe(len(h.jobs))
             for out in outcomes:
-                self._emit(out)
+                try:
+                    self._emit(out)
+                except Exception:  # one frame's outputs must not stop the others
+                    log.exception("emitting the outputs of %s failed", out.job.frame.key)
 
     def _emit(self, out: FrameOutcome) -> None:
         w = self.w

@@ -24,7 +24,7 @@ from edge.evidence import thumbnail
 from edge.model.novelty import build_bank, family_descriptor
 from edge.model.runtime import ModelLoadError, OnnxModel, session_options
 from edge.preprocess import InputSpec, PreprocessError, decode_image, preprocess_images
-from edge.scoring import Decision, Thresholds, decide
+from edge.scoring import Decision, MaxNovelty, Thresholds, decide
 from edge.thresholds import ThresholdBook
 
 log = logging.getLogger(__name__)
@@ -71,6 +71,16 @@ class FrameOutcome:
     error: Rejected | None = None
 
 
+@dataclass
+class Inferred:
+    """A batch between the two stages: model outputs for the rows ``ok_idx`` of ``outcomes``."""
+
+    outcomes: list[FrameOutcome]
+    ok_idx: list[int]
+    images: list[Image.Image]
+    outputs: Mapping[str, np.ndarray]
+
+
 @dataclass(frozen=True)
 class PipelineConfig:
     worker: str
@@ -82,7 +92,9 @@ class PipelineConfig:
 class Pipeline:
     """Turns batches of frames into verdicts, alerts and features (no I/O besides the model).
 
-    One instance per process; ``process`` is called from the inference thread only.
+    One instance per process. ``process`` = ``finish(infer(jobs))``; the worker runs the two
+    stages on two threads (``infer`` on the inference thread, ``finish`` on the scoring
+    thread, one batch behind) so scoring a batch overlaps the model's run on the next.
     """
 
     def __init__(
@@ -98,9 +110,14 @@ class Pipeline:
         self.thresholds = thresholds
         self.config = config
         self._clock = clock
+        self._scorers: dict[int, MaxNovelty] = {}
 
     def process(self, jobs: Sequence[FrameJob], epoch: int) -> list[FrameOutcome]:
         """Decode, infer and score ``jobs``; undecodable frames come back with ``error``."""
+        return self.finish(self.infer(jobs), epoch)
+
+    def infer(self, jobs: Sequence[FrameJob]) -> Inferred:
+        """First stage: decode and preprocess the frames, run the model on them."""
         outcomes = [FrameOutcome(job) for job in jobs]
         images: list[Image.Image] = []
         ok_idx: list[int] = []
@@ -111,15 +128,24 @@ class Pipeline:
             except PreprocessError as exc:
                 outcomes[i].error = Rejected(exc.reason, exc.detail)
         if not ok_idx:
-            return outcomes
-        batch = preprocess_images(images, self.runner.spec)
-        outputs = self.runner.run(batch)
+            return Inferred(outcomes, [], [], {})
+        outputs = self.runner.run(preprocess_images(images, self.runner.spec))
         missing = [k for k in REQUIRED_OUTPUTS if k not in outputs]
         if missing:
             raise RuntimeError(f"model outputs lack {missing}")
-        novelty = self._novelty(outputs, [jobs[i].frame.stream.key for i in ok_idx])
+        return Inferred(outcomes, ok_idx, images, outputs)
+
+    def finish(self, inferred: Inferred, epoch: int) -> list[FrameOutcome]:
+        """Second stage: novelty, verdicts and messages of an inferred batch."""
+        outcomes, ok_idx = inferred.outcomes, inferred.ok_idx
+        if not ok_idx:
+            return outcomes
+        outputs = inferred.outputs
+        novelty = self._novelty(outputs, [outcomes[i].job.frame.stream.key for i in ok_idx])
         for row, i in enumerate(ok_idx):
-            self._finish(outcomes[i], row, outputs, float(novelty[row]), images[row], epoch)
+            self._finish(
+                outcomes[i], row, outputs, float(novelty[row]), inferred.images[row], epoch
+            )
         return outcomes
 
     def _novelty(self, outputs: Mapping[str, np.ndarray], cameras: list[str]) -> np.ndarray:
@@ -128,10 +154,20 @@ class Pipeline:
         scores = np.zeros(len(cameras), np.float32)
         for cam in dict.fromkeys(cameras):
             rows = [r for r, c in enumerate(cameras) if c == cam]
-            index = self.banks.index(cam)
-            if index is not None:
-                scores[rows] = index.scores(pf[rows])
+            scorer = self._scorer(cam)
+            if scorer is not None:
+                scores[rows] = scorer.scores(pf[rows])
         return scores
+
+    def _scorer(self, camera: str) -> MaxNovelty | None:
+        """The pruned exact scorer of the camera's current bank (one per distinct bank)."""
+        bank = self.banks.get(camera)
+        if bank is None:
+            return None
+        got = self._scorers.get(id(bank))
+        if got is None or got.bank is not bank:
+            got = self._scorers[id(bank)] = MaxNovelty(bank)
+        return got
 
     def _finish(
         self,
