@@ -49,6 +49,7 @@ def _labels(ds: Dataset, names: tuple[str, ...]) -> np.ndarray:
 
 def fit_model(cfg: BuildConfig, mcfg: ModelConfig, fit: Dataset, spec: InputSpec) -> keras.Model:
     """Build the network, then the data-dependent steps that need no labels."""
+    keras.utils.set_random_seed(cfg.seed)  # the same inputs give the same weights
     model = build_model(mcfg, cfg.weights)
     nominal = fit.where(["good"])
     x = np.concatenate(

@@ -13,6 +13,9 @@ from tqdm import tqdm
 from edge.model.architecture import batchnorm_layers, set_projection, submodel
 
 log = logging.getLogger(__name__)
+# BatchNorm calibration floors each channel's variance at this fraction of its layer's mean:
+# a (nearly) dead channel would otherwise be divided by ~sqrt(epsilon) and amplify round-off.
+VARIANCE_FLOOR = 0.01
 
 
 @dataclass(frozen=True)
@@ -45,7 +48,7 @@ def calibrate_batchnorm(model: keras.Model, nominal: np.ndarray, batch: int = 32
         # Channels (nearly) dead on nominal frames would be divided by ~sqrt(epsilon) and
         # amplify round-off 300×; floor each variance at 1 % of the layer's mean variance.
         var = np.asarray(bn.moving_variance)
-        bn.moving_variance.assign(np.maximum(var, 0.01 * float(var.mean()) + 1e-6))
+        bn.moving_variance.assign(np.maximum(var, VARIANCE_FLOOR * float(var.mean()) + 1e-6))
     return len(starts)
 
 

@@ -42,6 +42,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     import keras
 
     tmp = tmp_path_factory.mktemp("model")
+    keras.utils.set_random_seed(1)  # one reproducible network, as a build with seed 1 makes
     model = build_model(CFG)
     nominal = np.concatenate(list(_frames(1, 64, ()).batches(SPEC, 32)))
     train.calibrate_batchnorm(model, nominal, batch=32)
@@ -72,14 +73,38 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return {"model": model, "dir": tmp, "onnx": onnx_path}
 
 
+def _keras_float64(model: Any) -> Any:
+    """The same network and weights evaluated in float64: the exact Keras function."""
+    import keras
+
+    floatx, policy = keras.config.floatx(), keras.config.dtype_policy()
+    keras.config.set_floatx("float64")
+    keras.config.set_dtype_policy("float64")
+    try:
+        exact = build_model(CFG)
+    finally:
+        keras.config.set_floatx(floatx)
+        keras.config.set_dtype_policy(policy)
+    exact.set_weights([np.asarray(w, np.float64) for w in model.get_weights()])
+    return exact
+
+
 def test_keras_and_onnxruntime_agree_in_fp32(built: dict[str, Any]) -> None:
+    """The fp32 ONNX file computes the Keras model: within 1e-4 of the Keras function
+    evaluated exactly (float64), on every output. Keras' own fp32 run carries float32
+    round-off too (measured 8.9e-5 from exact on `embedding`, onnxruntime's 5.5e-5), so the
+    two fp32 runs are held to the sum of both budgets (docs/model.md, parity)."""
     x = np.concatenate(list(_frames(2, 6).batches(SPEC, 6)))
     keras_out = built["model"](x, training=False)
+    exact = _keras_float64(built["model"])(x.astype(np.float64), training=False)
     ort_out = OnnxModel(built["dir"]).run(x)
     assert set(OUTPUTS) <= set(ort_out)
     for name in OUTPUTS:
-        diff = float(np.abs(np.asarray(keras_out[name]) - ort_out[name]).max())
-        assert diff <= 1e-4, (name, diff)
+        ref = np.asarray(exact[name], np.float64)
+        assert ref.dtype == np.float64 and ref.shape == ort_out[name].shape
+        assert float(np.abs(ort_out[name] - ref).max()) <= 1e-4, name
+        assert float(np.abs(np.asarray(keras_out[name]) - ref).max()) <= 1e-4, name
+        assert float(np.abs(np.asarray(keras_out[name]) - ort_out[name]).max()) <= 2e-4, name
 
 
 def test_output_shapes_and_dynamic_batch(built: dict[str, Any]) -> None:
