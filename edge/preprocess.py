@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from broker import images
+
 DEFAULT_MAX_PIXELS = 40_000_000
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)  # Keras ResNet50 "caffe" mode
 MODES = ("caffe", "meanstd", "unit")
@@ -57,13 +59,19 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Ima
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
-            w, h = img.size
+            opened = Image.open(io.BytesIO(data))
+            w, h = opened.size
             if w * h > max_pixels:
                 raise PreprocessError("image_too_large", f"{w}x{h} exceeds {max_pixels} pixels")
-            img.load()
+            img: Image.Image = opened
+            if opened.format == "JPEG":  # also refuses a scan cut short and patched with EOI
+                img = images.decode_jpeg(data)
+            else:
+                opened.load()
     except PreprocessError:
         raise
+    except images.ImageError as exc:
+        raise PreprocessError(exc.reason, exc.detail) from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise PreprocessError("image_too_large", str(exc)) from None
     except Exception as exc:  # Pillow raises OSError, SyntaxError, ValueError, ...

@@ -86,3 +86,19 @@ def test_empty_batch_and_bad_spec() -> None:
         InputSpec(16, "bogus")
     with pytest.raises(PreprocessError):
         normalise(np.zeros((2, 2, 3)), InputSpec(2))
+
+
+def test_jpeg_cut_short_and_patched_with_eoi_is_refused_not_decoded_grey() -> None:
+    """Pillow alone decodes such a file to grey without a word; the worker refuses it."""
+    rng = np.random.default_rng(3)
+    img = Image.fromarray(rng.integers(0, 255, (240, 320, 3), dtype=np.uint8), "RGB")
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=80)
+    data = buf.getvalue()
+    assert decode_image(data).size == (320, 240)
+    cut = data[: len(data) // 2] + b"\xff\xd9"
+    with Image.open(io.BytesIO(cut)) as lenient:
+        lenient.load()  # no error from Pillow
+    with pytest.raises(PreprocessError) as info:
+        decode_image(cut)
+    assert info.value.reason == "image_truncated"
