@@ -6,7 +6,9 @@ size; the whole worker fed from an in-process (loopback) queue; the whole pipeli
 MQTT (frames published by a separate process, verdicts stored in SQL by `linewatch store`);
 p95 frame -> verdict latency at half of the measured MQTT rate; the worker's RSS.
 
-    python bench/pipeline.py [--model-dir var/models/demo] [--mqtt-url mqtt://127.0.0.1:1883]
+    python bench/pipeline.py [--model-dir var/models/demo] [--mqtt-url URL]
+
+Without --mqtt-url it starts a private Mosquitto with broker/mosquitto.conf (bench/_broker.py).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import sys
 import tempfile
 import threading
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
 import _pipeline_mqtt as mq  # noqa: E402
+from _broker import private_broker  # noqa: E402
 from _common import bar, emit, host_info, make_report, spread  # noqa: E402
 
 OUT = ROOT / "var" / "bench" / "pipeline.json"
@@ -246,7 +250,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--model-dir", type=Path, default=ROOT / "var" / "models" / "demo")
     p.add_argument(
-        "--mqtt-url", default=os.environ.get("LINEWATCH_TEST_MQTT_URL", "mqtt://127.0.0.1:1883")
+        "--mqtt-url",
+        default=None,
+        help="broker to use; default: a private Mosquitto with broker/mosquitto.conf "
+        "(bench/_broker.py), so no other work shares it",
     )
     p.add_argument("--seconds", type=float, default=8.0, help="length of each trial")
     p.add_argument("--trials", type=int, default=3)
@@ -256,7 +263,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if not (args.model_dir / "model.card.json").is_file():
             raise FileNotFoundError(f"no model in {args.model_dir} (run `linewatch model build`)")
-        results, bars, worst = measure(args.model_dir, args.mqtt_url, args.seconds, args.trials)
+        with ExitStack() as stack:
+            url = args.mqtt_url or stack.enter_context(private_broker())
+            results, bars, worst = measure(args.model_dir, url, args.seconds, args.trials)
+        results["broker"] = (
+            args.mqtt_url if args.mqtt_url else "private mosquitto, broker/mosquitto.conf"
+        )
         report = make_report(results, bars, spread=worst, host=host)
         code = 0
     except Exception as exc:  # still one JSON object: what failed, nothing measured
