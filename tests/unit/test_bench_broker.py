@@ -9,7 +9,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
-from _broker import CONF, conf_for  # noqa: E402
+from _broker import CONF, conf_for
 
 pytestmark = pytest.mark.unit
 
