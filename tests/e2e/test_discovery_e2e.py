@@ -53,6 +53,14 @@ def stack(mosquitto_url: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
     try:
         watcher.wait_online(worker)
         watcher.wait_online(f"store-{site}")
+        # the dispatcher subscribes before its first decision: inputs published before it
+        # listens reach nobody (MQTT keeps no QoS 0 copy for a subscriber that is not there)
+        wait_for(
+            lambda: query(db, "SELECT count(*) FROM dispatch_decisions")[0][0] >= 1,
+            60,
+            0.1,
+            what="the dispatcher's first decision",
+        )
         yield {"site": site, "db": db, "url": mosquitto_url, "procs": procs}
     except BaseException:
         for p in procs:

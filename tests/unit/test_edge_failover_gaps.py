@@ -208,8 +208,13 @@ def test_graceful_stop_reports_open_ranges_before_death(
     bus.wait(Route.VERDICT, 2, 10)
     assert bus.of(Route.GAP) == []
     w.stop()
-    [gap] = bus.of(Route.GAP)
+    [gap] = bus.wait(Route.GAP, 1)  # the bus delivers to the test's subscriber asynchronously
     assert (gap.reason, gap.from_seq, gap.to_seq, gap.count) == ("missing", 2, 4, 3)
+    wait_for(
+        lambda: any(r is Route.STATUS and m.state == "offline" for r, m in list(bus.out)),
+        10,
+        what="death status",
+    )
     order: list[tuple[Route, Any]] = list(bus.out)
     gap_at = next(i for i, (r, _) in enumerate(order) if r is Route.GAP)
     death_at = max(
