@@ -44,9 +44,9 @@ class FrameStage:
         m.frames.labels("received").inc()
         stream = frame.stream
         pending = w.out.open_ack(msg, frame.key)
-        if not w.state.holds(stream):
-            m.frames.labels("unassigned").inc()
-            w.out.gap_for(stream, frame.key, frame.seq, "failover", pending, epoch=w.state.epoch)
+        if not w.state.holds(stream):  # left this worker since on_frame checked: no record,
+            m.frames.labels("unassigned").inc()  # the new owner accounts for it (see there)
+            pending.seal()
             return
         if frame.seq is not None:
             status = w.observe_seqs(stream, frame.pub_epoch, [frame.seq])
