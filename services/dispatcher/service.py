@@ -77,6 +77,7 @@ class Dispatcher:
             settings.p95_bound_ms, settings.overload_samples, settings.overload_min_queue
         )
         self._rates = RateTracker(settings.rate_window_s)
+        self._configured = frozenset(s.id for s in settings.streams)
         self._disc = Discovery(
             settings.discover_fps, settings.discover_hold_frames, settings.discover_hold_bytes
         )
@@ -152,7 +153,7 @@ class Dispatcher:
                     self._held[a.worker] = Held(a.epoch, tuple(a.streams), dict(a.rates))
                 self._epoch = max(self._epoch, a.epoch)
                 if self.s.discover_streams:  # a restarted dispatcher keeps placed streams
-                    self._disc.adopt(a.streams, (s.id for s in self.s.streams))
+                    self._disc.adopt(a.streams, self._configured)
         msg.ack()
 
     def _on_status(self, msg: Inbound) -> None:
@@ -208,7 +209,7 @@ class Dispatcher:
         if stream is not None:
             key = stream.key
             with self._lock:
-                if self._disc.learn(key, (s.id for s in self.s.streams)):
+                if self._disc.learn(key, self._configured):
                     log.info("dispatcher: discovered stream %s", key)
                     self._add(f"discover:{key}")
                 if self._leader and not self._disc.served(key):
@@ -217,7 +218,7 @@ class Dispatcher:
 
     def _specs(self) -> list[StreamSpec]:
         """Configured streams, then discovered ones (configuration wins for a shared id)."""
-        configured = {s.id for s in self.s.streams}
+        configured = self._configured
         return [
             *self.s.streams,
             *(s for k, s in self._disc.discovered.items() if k not in configured),
@@ -327,7 +328,7 @@ class Dispatcher:
                         if w.startswith(self.s.worker_prefix)
                         for st in streams
                     ),
-                    (s.id for s in self.s.streams),
+                    self._configured,
                 )
 
     def _check_rates(self, now: float) -> None:
