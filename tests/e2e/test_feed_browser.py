@@ -50,6 +50,23 @@ def test_new_alert_appears_live_and_ack_records_the_actor(feed_stack: FeedStack)
             expect(row.locator(".status")).to_have_text("acknowledged", timeout=10_000)
             expect(row.locator(".ackby")).to_have_text(feed_stack.token_name)
             row.locator(".comment-text").fill("checking the fixture")
+            # the alert changes while the operator types (here: assigned by someone else);
+            # the row is re-rendered from the live stream and the draft must survive it
+            alert_id = row.get_attribute("data-alert-id")
+            page.evaluate(
+                "id => { document.querySelector(`tr[data-alert-id='${id}']`)"
+                ".dataset.probe = '1'; }",
+                alert_id,
+            )
+            page.evaluate(
+                """([id, tok]) => fetch(`/api/alerts/${id}/assign`, {method: "POST",
+                   headers: {"Authorization": "Bearer " + tok, "Content-Type": "application/json"},
+                   body: JSON.stringify({assignee: "night-shift"})})""",
+                [alert_id, feed_stack.token],
+            )
+            rerendered = page.locator(f"tr[data-alert-id='{alert_id}']:not([data-probe])")
+            expect(rerendered).to_have_count(1, timeout=15_000)
+            expect(row.locator(".comment-text")).to_have_value("checking the fixture")
             row.locator("button.comment").click()
             got = wait_for(
                 lambda: query(
@@ -84,4 +101,5 @@ def test_new_alert_appears_live_and_ack_records_the_actor(feed_stack: FeedStack)
         cam.station,
     )
     assert ("acknowledged", feed_stack.token_name) in events
+    assert ("assigned", feed_stack.token_name) in events
     assert SHOT.stat().st_size > 10_000

@@ -44,14 +44,39 @@
       `<button class="comment">Comment</button></td></tr>`;
   }
 
+  // A row is re-rendered whenever its alert changes (SSE, an action's answer); a comment the
+  // operator is typing in it must survive that, text and focus alike.
+  function draftsIn(root) {
+    const out = new Map();
+    for (const input of root.querySelectorAll("tr[data-alert-id] .comment-text")) {
+      if (input.value) out.set(input.closest("tr").dataset.alertId, input.value);
+    }
+    const focused = document.activeElement;
+    const focusId = focused && focused.classList.contains("comment-text")
+      ? focused.closest("tr").dataset.alertId : null;
+    return { values: out, focusId };
+  }
+  function restoreDrafts(root, drafts) {
+    for (const [id, value] of drafts.values) {
+      const input = root.querySelector(`tr[data-alert-id="${id}"] .comment-text`);
+      if (input && !input.value) input.value = value;
+    }
+    if (drafts.focusId) {
+      const input = root.querySelector(`tr[data-alert-id="${drafts.focusId}"] .comment-text`);
+      if (input) input.focus();
+    }
+  }
+
   function upsert(a, fresh) {
     const tbody = $("#alerts tbody");
     const old = tbody.querySelector(`tr[data-alert-id="${a.id}"]`);
+    const drafts = old ? draftsIn(old) : null;
     const tpl = document.createElement("tbody");
     tpl.innerHTML = alertRow(a);
     const row = tpl.firstElementChild;
     if (fresh) row.classList.add("new");
     if (old && !fresh) old.replaceWith(row); else { if (old) old.remove(); tbody.prepend(row); }
+    if (drafts) restoreDrafts(tbody, drafts);
     applyFilter();
   }
 
@@ -88,6 +113,10 @@
         payload = { text };
       }
       const a = await api("POST", `/api/alerts/${id}/${action}`, payload);
+      if (action === "comment") {  // sent: no longer a draft (the row may have been re-rendered)
+        const cur = $(`#alerts tbody tr[data-alert-id="${id}"] .comment-text`);
+        if (cur) cur.value = "";
+      }
       upsert(a, false); say("");
     } catch (err) { say(`${action} #${id}: ${err.message}`); }
   }
@@ -115,7 +144,10 @@
 
   async function refreshAlerts() {
     const r = await api("GET", "/api/alerts?limit=100");
-    $("#alerts tbody").innerHTML = r.items.map(alertRow).join("");
+    const tbody = $("#alerts tbody");
+    const drafts = draftsIn(tbody);
+    tbody.innerHTML = r.items.map(alertRow).join("");
+    restoreDrafts(tbody, drafts);
     applyFilter();
   }
   async function refreshTiles() {
