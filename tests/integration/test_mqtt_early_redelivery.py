@@ -96,6 +96,8 @@ def test_redelivered_before_handler_registered_reaches_it_exactly_once(
         assert max(counts.values()) == 1, counts  # exactly once
         assert late.acked_before == list(range(len(late.payloads)))  # no ack ahead of handler
         assert sum(late.dups) >= IN_FLIGHT  # the unacked ones came back as redeliveries
+        # the handler records a payload before its ack goes out: wait for the last ack
+        wait_for(lambda: second.stats()["acked"] >= len(expected) + 1, 10, what="last ack")
         stats = second.stats()
         assert stats["unrouted"] == 0 and stats["inbound_held"] == 0
         assert stats["acked"] == len(expected) + 1
