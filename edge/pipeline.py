@@ -24,7 +24,7 @@ from edge.evidence import thumbnail
 from edge.model.novelty import build_bank, family_descriptor
 from edge.model.runtime import ModelLoadError, OnnxModel, session_options
 from edge.preprocess import InputSpec, PreprocessError, decode_image, preprocess_images
-from edge.scoring import Decision, MaxNovelty, Thresholds, decide
+from edge.scoring import Decision, Thresholds, decide
 from edge.thresholds import ThresholdBook
 
 log = logging.getLogger(__name__)
@@ -110,7 +110,6 @@ class Pipeline:
         self.thresholds = thresholds
         self.config = config
         self._clock = clock
-        self._scorers: dict[int, MaxNovelty] = {}
 
     def process(self, jobs: Sequence[FrameJob], epoch: int) -> list[FrameOutcome]:
         """Decode, infer and score ``jobs``; undecodable frames come back with ``error``."""
@@ -154,20 +153,10 @@ class Pipeline:
         scores = np.zeros(len(cameras), np.float32)
         for cam in dict.fromkeys(cameras):
             rows = [r for r, c in enumerate(cameras) if c == cam]
-            scorer = self._scorer(cam)
-            if scorer is not None:
-                scores[rows] = scorer.scores(pf[rows])
+            index = self.banks.index(cam)
+            if index is not None:
+                scores[rows] = index.scores(pf[rows])
         return scores
-
-    def _scorer(self, camera: str) -> MaxNovelty | None:
-        """The pruned exact scorer of the camera's current bank (one per distinct bank)."""
-        bank = self.banks.get(camera)
-        if bank is None:
-            return None
-        got = self._scorers.get(id(bank))
-        if got is None or got.bank is not bank:
-            got = self._scorers[id(bank)] = MaxNovelty(bank)
-        return got
 
     def _finish(
         self,
