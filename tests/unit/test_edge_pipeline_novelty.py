@@ -55,9 +55,7 @@ def test_equals_the_full_computation(bank: np.ndarray, seed: int) -> None:
 def test_most_patches_are_pruned(bank: np.ndarray) -> None:
     pf = patches(np.random.default_rng(9), 8, 8, 8)
     scorer = Counting(bank, probe=32, cell=64)
-    np.testing.assert_allclose(
-        scorer.scores(pf), full(pf, bank), rtol=1e-5, atol=1e-5
-    )
+    np.testing.assert_allclose(scorer.scores(pf), full(pf, bank), rtol=1e-5, atol=1e-5)
     assert scorer.exact_rows < 0.3 * pf.shape[0] * 64  # the full computation scores all
 
 
