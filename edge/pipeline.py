@@ -19,13 +19,17 @@ from PIL import Image
 from broker.codecs import Rejected, embedding_to_bytes
 from broker.messages import Alert, Features, FrameIn, Verdict, utcnow
 from edge.acks import InputAck
+from edge.anomaly import RowScore, overlay, score_rows
 from edge.banks import BankBook
 from edge.evidence import thumbnail
+from edge.model.families import FamilyProjection
 from edge.model.novelty import build_bank, family_descriptor
 from edge.model.runtime import ModelLoadError, OnnxModel, session_options
+from edge.model.variation_set import VariationSet
 from edge.preprocess import InputSpec, PreprocessError, decode_image, preprocess_images
 from edge.scoring import Decision, Thresholds, decide
 from edge.thresholds import ThresholdBook
+from edge.variations import VariationBook
 
 log = logging.getLogger(__name__)
 
@@ -104,9 +108,11 @@ class Pipeline:
         thresholds: ThresholdBook,
         config: PipelineConfig,
         clock: Callable[[], float] = time.monotonic,
+        variations: VariationBook | None = None,
     ) -> None:
         self.runner = runner
         self.banks = banks
+        self.variations = variations
         self.thresholds = thresholds
         self.config = config
         self._clock = clock
@@ -140,10 +146,30 @@ class Pipeline:
         if not ok_idx:
             return outcomes
         outputs = inferred.outputs
-        novelty = self._novelty(outputs, [outcomes[i].job.frame.stream.key for i in ok_idx])
+        cameras = [outcomes[i].job.frame.stream.key for i in ok_idx]
+        rows: list[RowScore | None] = [None] * len(ok_idx)
+        if self.variations is not None:
+            rows = list(
+                score_rows(
+                    self.variations,
+                    cameras,
+                    inferred.images,
+                    self.runner.spec.size,
+                    getattr(self.runner, "families", None),
+                )
+            )
+            novelty = np.array([r.scored.score for r in rows if r is not None], np.float32)
+        else:
+            novelty = self._novelty(outputs, cameras)
         for row, i in enumerate(ok_idx):
             self._finish(
-                outcomes[i], row, outputs, float(novelty[row]), inferred.images[row], epoch
+                outcomes[i],
+                row,
+                outputs,
+                float(novelty[row]),
+                inferred.images[row],
+                epoch,
+                rows[row],
             )
         return outcomes
 
@@ -166,6 +192,7 @@ class Pipeline:
         novelty: float,
         image: Image.Image,
         epoch: int,
+        vrow: RowScore | None = None,
     ) -> None:
         job = out.job
         cam = job.frame.stream.key
@@ -179,6 +206,8 @@ class Pipeline:
         )
         if d.verdict == "ok" and self.banks.wants(cam):
             self.banks.offer(cam, outputs["patch_features"][row])
+        if d.verdict == "ok" and vrow is not None and self.variations is not None:
+            self.variations.offer(cam, vrow.pixels)
         now = utcnow()
         latency = (self._clock() - job.received_mono) * 1000.0
         f = job.frame
@@ -200,8 +229,9 @@ class Pipeline:
             part=f.part,
         )
         if d.verdict != "ok":
-            out.alert = self._alert(job, d, image, epoch, now)
-            out.features = self._features(job, d, outputs, row, epoch, now)
+            evidence = overlay(image, vrow) if vrow is not None else image
+            out.alert = self._alert(job, d, evidence, epoch, now)
+            out.features = self._features(job, d, outputs, row, epoch, now, vrow)
 
     def _alert(
         self, job: FrameJob, d: Decision, image: Image.Image, epoch: int, now: datetime
@@ -243,9 +273,12 @@ class Pipeline:
         row: int,
         epoch: int,
         now: datetime,
+        vrow: RowScore | None = None,
     ) -> Features:
         bank = self.banks.get(job.frame.stream.key)
-        if bank is not None:
+        if vrow is not None:  # what the anomaly looks like (edge/model/variation.py)
+            vec = vrow.descriptor()
+        elif bank is not None:
             vec = family_descriptor(
                 {"patch_features": outputs["patch_features"][row : row + 1]}, bank
             )[0]
@@ -295,9 +328,25 @@ class ModelRunner:
         digest = f"@{rec.sha256[:12]}" if rec is not None else ""
         self.version = f"{card.name}/{model.path.name}{digest}"[:120]
         self.thresholds = Thresholds(card.thresholds.defect, card.thresholds.novelty)
+        self.variations = self._variations()
+        self.families = (
+            FamilyProjection.load(model.path.parent / card.families) if card.families else None
+        )
+
+    def _variations(self) -> VariationSet | None:
+        card = self.model.card
+        if not card.variation:
+            return None
+        try:
+            return VariationSet.load(self.model.path.parent, card.variation)
+        except (OSError, ValueError, KeyError) as exc:
+            raise ModelLoadError(f"variation models of {self.model.path.parent}: {exc}") from None
 
     def run(self, batch: np.ndarray) -> Mapping[str, np.ndarray]:
-        return self.model.run(batch)
+        out = self.model.run(batch)
+        if not self.model.card.defect_head:  # the card says the head does not separate
+            out["defect_score"] = np.zeros_like(out["defect_score"])
+        return out
 
     def default_bank(self, required: bool) -> np.ndarray | None:
         """The card's nominal bank; None when absent and not ``required``."""

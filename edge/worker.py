@@ -62,6 +62,7 @@ from edge.sensorpath import SensorPath
 from edge.sensors import SensorChecks
 from edge.settings import EdgeSettings
 from edge.thresholds import ThresholdBook, ThresholdError
+from edge.variations import VariationBook
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +107,10 @@ class EdgeWorker:
         self.banks = BankBook(
             default_bank, s.bank_frames, bank_builder() if s.bank_frames else None
         )
+        defaults = getattr(runner, "variations", None)
+        self.variations = (
+            VariationBook(defaults, s.variation_frames) if defaults is not None else None
+        )
         self.pipeline = Pipeline(
             runner,
             self.banks,
@@ -113,6 +118,7 @@ class EdgeWorker:
             PipelineConfig(
                 self.worker, thumbnail_px=s.thumbnail_px, thumbnail_bytes=s.thumbnail_bytes
             ),
+            variations=self.variations,
         )
         self.sensors = SensorPath(
             self.worker,
@@ -364,6 +370,8 @@ class EdgeWorker:
             if dropped:
                 log.info("%d queued frames of %s handed over", len(dropped), stream.key)
             self.banks.forget(stream.key)
+            if self.variations is not None:
+                self.variations.forget(stream.key)
         else:
             for batch, pendings in self.sensors.forget(stream.key):
                 self.out.readings(batch, pendings)

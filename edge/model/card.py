@@ -64,6 +64,14 @@ class ModelCard(BaseModel):
     outputs: dict[str, str]
     thresholds: Thresholds
     bank: str = BANK_NAME
+    # Per-part-type variation models (file names by part type); when present, the novelty
+    # score and thresholds.novelty are the variation score's (edge.model.variation).
+    variation: dict[str, str] = Field(default_factory=dict)
+    # False when the supervised defect head did not separate defects on the validation
+    # split: the runtime then serves defect_score 0 and decisions rest on the novelty score.
+    defect_head: bool = True
+    # The family descriptor's projection (edge/model/families.py), when the build made one.
+    families: str | None = None
     patch_dim: int = Field(ge=1)
     held_out_family: str | None = None
     weights_source: str = "none"

@@ -14,7 +14,7 @@ from typing import Any
 from edge.model import card as cardmod
 from edge.model.build import PROFILES, config_for, run_build
 from edge.model.dataset import DatasetError, write_samples
-from edge.model.synthetic import DEFECT_FAMILIES, iter_samples
+from edge.model.synthetic import DEFAULT_SIZE, DEFECT_FAMILIES, TIERS, iter_samples
 
 log = logging.getLogger(__name__)
 DEFAULT_ROOT = Path("var/models")
@@ -25,7 +25,7 @@ def _build_opts(p: argparse.ArgumentParser) -> None:
         "--profile",
         choices=sorted(PROFILES),
         default="demo",
-        help="demo (default, ≤ 10 min) or test (tiny, ≈ 1–2 min)",
+        help="demo (default, ≤ 15 min), quick (≤ 3 min), full (≤ 45 min) or test (tiny, 64 px)",
     )
     p.add_argument("--name", help="model name (directory under var/models)")
     p.add_argument("--out", type=Path, help="output directory (default var/models/<name>)")
@@ -52,7 +52,8 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--out", type=Path, required=True)
     d.add_argument("--n", type=int, default=1000, help="training images")
     d.add_argument("--n-test", type=int, default=300, dest="n_test", help="held-out images")
-    d.add_argument("--size", type=int, default=128)
+    d.add_argument("--size", type=int, default=DEFAULT_SIZE, help="camera resolution")
+    d.add_argument("--tier", choices=TIERS, default="standard")
     d.add_argument("--seed", type=int, default=1)
     d.add_argument("--defect-fraction", type=float, default=0.5, dest="defect_fraction")
     b = sub.add_parser("build", help="dataset → train → export → quantize → eval (cached)")
@@ -65,6 +66,11 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--data", type=Path, help="flow_from_directory tree (default: synthetic)")
     e.add_argument("--n-test", type=int, default=600, dest="n_test")
     e.add_argument("--json", action="store_true")
+    m = sub.add_parser("montage", help="PNG grid of the synthetic line (part type × family)")
+    m.add_argument("--tier", choices=TIERS, default="standard")
+    m.add_argument("--out", type=Path, required=True)
+    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--size", type=int, default=DEFAULT_SIZE, help="camera resolution")
     x = sub.add_parser("export", help="Keras weights file → ONNX (tf2onnx)")
     x.add_argument(
         "--model",
@@ -82,12 +88,18 @@ def _parser() -> argparse.ArgumentParser:
 
 def cmd_dataset(a: argparse.Namespace) -> int:
     n = write_samples(
-        iter_samples(a.seed, a.n, size=a.size, defect_fraction=a.defect_fraction),
+        iter_samples(a.seed, a.n, size=a.size, defect_fraction=a.defect_fraction, tier=a.tier),
         a.out / "train",
         a.n,
     )
     m = write_samples(
-        iter_samples(a.seed + 1_000_003, a.n_test, size=a.size, defect_fraction=a.defect_fraction),
+        iter_samples(
+            a.seed + 1_000_003,
+            a.n_test,
+            size=a.size,
+            defect_fraction=a.defect_fraction,
+            tier=a.tier,
+        ),
         a.out / "test",
         a.n_test,
     )
@@ -138,6 +150,11 @@ def main(argv: list[str]) -> int:
     try:
         if a.cmd == "dataset":
             return cmd_dataset(a)
+        if a.cmd == "montage":
+            from edge.model.montage import montage
+
+            print(f"wrote {montage(a.out, a.tier, a.seed, a.size)}")
+            return 0
         if a.cmd == "build":
             return cmd_build(a)
         if a.cmd == "train":

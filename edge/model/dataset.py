@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +16,13 @@ from edge.model.synthetic import GOOD, PART_TYPES, Sample, iter_samples
 from edge.preprocess import InputSpec, PreprocessError, decode_image, normalise, resize
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+def available_cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
 
 
 class DatasetError(ValueError):
@@ -45,6 +54,23 @@ class Dataset:
             yield normalise(self.images[s : s + batch].astype(np.float32), spec)
 
 
+def _render(job: tuple[int, int, int, int, tuple[str, ...], float, tuple[str, ...], str]) -> tuple:
+    seed, i, size, render_size, families, fraction, parts, tier = job
+    smp = next(
+        iter_samples(
+            seed,
+            1,
+            size=render_size,
+            part_types=parts,
+            families=families,
+            defect_fraction=fraction,
+            start=i,
+            tier=tier,
+        )
+    )
+    return np.asarray(resize(smp.image, size), dtype=np.uint8), smp.label, smp.part_type
+
+
 def synthetic(
     seed: int,
     n: int,
@@ -53,23 +79,38 @@ def synthetic(
     defect_fraction: float = 0.5,
     part_types: Sequence[str] = PART_TYPES,
     desc: str = "render",
+    render_size: int | None = None,
+    tier: str = "standard",
 ) -> Dataset:
-    """``n`` rendered parts (deterministic by ``seed``)."""
-    imgs, labels, parts = [], [], []
-    it = iter_samples(
-        seed,
-        n,
-        size=size,
-        part_types=part_types,
-        families=families,
-        defect_fraction=defect_fraction,
-    )
-    for s in tqdm(it, total=n, desc=desc, unit="img", leave=False):
-        imgs.append(np.asarray(s.image, dtype=np.uint8))
-        labels.append(s.label)
-        parts.append(s.part_type)
+    """``n`` rendered parts (deterministic by ``seed``) at model input ``size``.
+
+    Parts are drawn at the camera's ``render_size`` (default: ``size``) and resized with the
+    edge worker's own function, as a camera frame would be. Rendering runs on every core.
+    """
+    jobs = [
+        (
+            seed,
+            i,
+            size,
+            render_size or size,
+            tuple(families),
+            defect_fraction,
+            tuple(part_types),
+            tier,
+        )
+        for i in range(n)
+    ]
+    workers = min(available_cores(), max(1, n // 16))
+    if workers > 1:
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            res = list(tqdm(pool.imap(_render, jobs, chunksize=8), total=n, desc=desc, leave=False))
+    else:
+        res = [_render(j) for j in tqdm(jobs, desc=desc, unit="img", leave=False)]
+    imgs = [r[0] for r in res]
     return Dataset(
-        np.stack(imgs) if imgs else np.zeros((0, size, size, 3), np.uint8), labels, parts
+        np.stack(imgs) if imgs else np.zeros((0, size, size, 3), np.uint8),
+        [r[1] for r in res],
+        [r[2] for r in res],
     )
 
 

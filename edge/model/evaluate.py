@@ -42,11 +42,15 @@ def threshold_at(scores: np.ndarray, fpr: float) -> float:
 
 
 def choose_thresholds(
-    defect_good: np.ndarray, novelty_good: np.ndarray, target_fpr: float = 0.01
+    defect_good: np.ndarray,
+    novelty_good: np.ndarray,
+    target_fpr: float = 0.01,
+    use_head: bool = True,
 ) -> tuple[float, float]:
-    """Operating point from held-out good parts: each signal gets half the FPR budget."""
-    d = threshold_at(defect_good, target_fpr / 2)
-    n = threshold_at(novelty_good, target_fpr / 2)
+    """Operating point from held-out good parts: each signal gets half the FPR budget
+    (all of it goes to the novelty score when the defect head is not used)."""
+    d = threshold_at(defect_good, target_fpr / 2) if use_head else 0.5
+    n = threshold_at(novelty_good, target_fpr / 2 if use_head else target_fpr)
     return float(np.clip(d, 1e-4, 1 - 1e-4)), max(n, 1e-6)
 
 
@@ -71,25 +75,42 @@ def quality(
     thresholds: tuple[float, float],
     held_out: str | None,
 ) -> dict[str, Any]:
-    """Every figure of ``linewatch model eval`` from model outputs on a labelled test set."""
+    """Figures from model outputs with bank novelty (models without variation models)."""
+    n = novelty_scores(out["patch_features"], bank).astype(np.float64)
     lab = np.asarray(labels)
     bad = lab != GOOD
-    d = np.asarray(out["defect_score"], np.float64).reshape(-1)
-    n = novelty_scores(out["patch_features"], bank).astype(np.float64)
-    th_d, th_n = thresholds
-    combined = np.maximum(d / th_d, n / th_n)
+    desc = family_descriptor({k: v[bad] for k, v in out.items()}, bank) if bad.sum() >= 2 else None
+    return quality_scores(out["defect_score"], n, labels, None, thresholds, held_out, desc)
+
+
+def _family_aurocs(lab: np.ndarray, s: np.ndarray) -> dict[str, float | None]:
+    good = lab == GOOD
+    return {
+        str(f): _auroc(
+            np.r_[np.zeros(good.sum()), np.ones((lab == f).sum())], np.r_[s[good], s[lab == f]]
+        )
+        for f in sorted(set(lab[~good].tolist()))
+    }
+
+
+def _one(
+    d: np.ndarray, n: np.ndarray, lab: np.ndarray, th: tuple[float, float], held_out: str | None
+) -> dict[str, Any]:
+    bad = lab != GOOD
+    combined = np.maximum(d / th[0], n / th[1])
     flagged = combined >= 1.0
     res: dict[str, Any] = {
         "image_auroc": _auroc(bad, combined),
         "head_auroc": _auroc(bad, d),
         "novelty_image_auroc": _auroc(bad, n),
         "good_fpr": float(flagged[~bad].mean()) if (~bad).any() else None,
-        "thresholds": {"defect": th_d, "novelty": th_n},
+        "recall": float(flagged[bad].mean()) if bad.any() else None,
+        "family_auroc": _family_aurocs(lab, combined),
+        "per_family_recall": {
+            str(f): float(flagged[lab == f].mean()) for f in sorted(set(lab[bad].tolist()))
+        },
         "n_test": len(lab),
         "n_good": int((~bad).sum()),
-    }
-    res["per_family_recall"] = {
-        str(f): float(flagged[lab == f].mean()) for f in sorted(set(lab[bad].tolist()))
     }
     if held_out and (lab == held_out).any():
         keep = (lab == held_out) | ~bad
@@ -97,15 +118,65 @@ def quality(
         res["held_out_family"] = held_out
     else:
         res["novelty_auroc"] = _auroc(bad, n)
-    if bad.sum() >= 2:
-        sub = {k: v[bad] for k, v in out.items()}
-        desc = family_descriptor(sub, bank)
-        res["family_ari"] = family_ari(desc, lab[bad].tolist())
+    return res
+
+
+def quality_scores(
+    defect: np.ndarray,
+    novelty: np.ndarray,
+    labels: Sequence[str],
+    parts: Sequence[str] | None,
+    thresholds: tuple[float, float],
+    held_out: str | None,
+    descriptors: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """Every figure of ``linewatch model eval`` from per-frame scores on a labelled test set.
+
+    With ``parts`` (the part type, i.e. the camera, of each frame), the same figures per
+    part type and their macro average (``macro``): one camera sees one product. The
+    top-level figures are the mixed ones. ``descriptors`` (defective frames only, in order)
+    give ``family_ari``.
+    """
+    lab = np.asarray(labels)
+    bad = lab != GOOD
+    d = np.asarray(defect, np.float64).reshape(-1)
+    n = np.asarray(novelty, np.float64).reshape(-1)
+    th_d, th_n = thresholds
+    res = _one(d, n, lab, thresholds, held_out)
+    res["thresholds"] = {"defect": th_d, "novelty": th_n}
+    if descriptors is not None and len(descriptors) == int(bad.sum()) >= 2:
+        res["family_ari"] = family_ari(descriptors, lab[bad].tolist())
         known = lab[bad] != held_out if held_out else np.ones(int(bad.sum()), bool)
-        res["family_ari_known"] = family_ari(desc[known], lab[bad][known].tolist())
+        res["family_ari_known"] = family_ari(descriptors[known], lab[bad][known].tolist())
     else:
         res["family_ari"] = None
+    if parts is not None and len(set(parts)) > 1:
+        pt = np.asarray(parts)
+        res["per_part"] = {
+            str(p): _one(d[pt == p], n[pt == p], lab[pt == p], thresholds, held_out)
+            for p in sorted(set(pt.tolist()))
+        }
+        res["macro"] = macro(res["per_part"])
     return res
+
+
+def macro(per_part: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Mean over part types (cameras) of the headline figures and of each family's AUROC."""
+
+    def mean(vals: list[Any]) -> float | None:
+        v = [x for x in vals if x is not None]
+        return float(np.mean(v)) if v else None
+
+    rows = list(per_part.values())
+    out: dict[str, Any] = {
+        k: mean([r.get(k) for r in rows])
+        for k in ("image_auroc", "novelty_auroc", "good_fpr", "recall", "head_auroc")
+    }
+    fams = sorted({f for r in rows for f in r["family_auroc"]})
+    out["family_auroc"] = {f: mean([r["family_auroc"].get(f) for r in rows]) for f in fams}
+    vals = [v for v in out["family_auroc"].values() if v is not None]
+    out["min_family_auroc"] = min(vals) if vals else None
+    return out
 
 
 def class_accuracy(out: Outputs, labels: Sequence[str], class_names: Sequence[str]) -> float | None:

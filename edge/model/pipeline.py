@@ -13,15 +13,20 @@ import onnxruntime as ort
 
 from edge.model import card as cardmod
 from edge.model import evaluate as ev
-from edge.model import export, quantize, train
+from edge.model import export, families, quantize, train
 from edge.model.architecture import ModelConfig, build_model, submodel
 from edge.model.build import BuildConfig
 from edge.model.dataset import Dataset
 from edge.model.novelty import build_bank, novelty_scores
 from edge.model.runtime import session_options
+from edge.model.synthetic import DEFECT_FAMILIES
+from edge.model.variation_set import VariationSet
 from edge.preprocess import InputSpec
 
 log = logging.getLogger(__name__)
+# The supervised defect head joins the decision only when it separates the validation
+# split's defects (known families) at least this well; else it would add false alarms.
+HEAD_MIN_AUROC = 0.8
 OUTPUTS = ("embedding", "defect_score", "class_scores", "patch_features", "family_embedding")
 OUTPUT_DOCS = {
     "embedding": "[N, 2048] global average pool of the ResNet-50 backbone",
@@ -57,7 +62,7 @@ def fit_model(cfg: BuildConfig, mcfg: ModelConfig, fit: Dataset, spec: InputSpec
     )
     if cfg.weights != "imagenet" and not (cfg.weights and Path(cfg.weights).is_file()):
         train.calibrate_batchnorm(model, x)
-    train.fit_projection(model, x[:128])
+    train.fit_projection(model, x[: min(128, len(x))])
     return model
 
 
@@ -116,24 +121,100 @@ def build_into(
     export.merge(body_proto, heads_proto, "patch_features", OUTPUTS, fp32)
     for k in feats:
         feats[k].update(_heads_outputs(work / "heads.onnx", feats[k]["patch_features"]))
+    variation = VariationSet.fit(fit.images, fit.labels, fit.parts, cfg.variation_frames)
+    var_files = variation.save(final)
+    proj = _fit_families(variation, fit)
+    proj.save(final / families.FILE_NAME)
+    nov = {k: variation.score(ds.images, ds.parts)[0] for k, ds in (("val", val), ("test", test))}
     val_good = np.array(val.labels) == "good"
+    head_auroc = ev._auroc(~val_good, feats["val"]["defect_score"].reshape(-1))
+    head_on = head_auroc is not None and head_auroc >= HEAD_MIN_AUROC
+    if not head_on:  # served as 0 (ModelRunner): decisions rest on the novelty score
+        for k in feats:
+            feats[k]["defect_score"] = np.zeros_like(feats[k]["defect_score"])
     th = ev.choose_thresholds(
-        feats["val"]["defect_score"][val_good],
-        novelty_scores(feats["val"]["patch_features"][val_good], bank),
-        cfg.target_fpr,
+        feats["val"]["defect_score"][val_good], nov["val"][val_good], cfg.target_fpr, head_on
     )
-    metrics = ev.quality(feats["test"], test.labels, bank, th, cfg.held_out)
+    metrics = _metrics(variation, proj, feats["test"], nov["test"], test, th, cfg.held_out)
     metrics["class_accuracy"] = ev.class_accuracy(feats["test"], test.labels, names)
+    metrics["head_val_auroc"] = head_auroc
+    if not cfg.data and cfg.faint:
+        metrics["faint"] = _faint_metrics(cfg, _runner(_session(fp32)), variation, proj, spec, th)
     metrics["keras_onnx_max_abs_diff"] = _keras_parity(model, fp32, test, spec)
     model.save_weights(str(final / "model.weights.h5"))
     qinfo = (
         _quantize(
-            cfg, fp32, final / cardmod.INT8_NAME, fit, test, spec, feats["test"], bank, th, metrics
+            cfg,
+            fp32,
+            final / cardmod.INT8_NAME,
+            (fit, test),
+            spec,
+            feats["test"],
+            (bank, nov["test"]),
+            th,
+            metrics,
         )
         if cfg.quantize
         else {"kept": False, "reason": "disabled by profile"}
     )
-    return _write_card(cfg, final, mcfg, names, th, metrics, qinfo, history, digest, t0)
+    card = _write_card(cfg, final, mcfg, names, th, metrics, qinfo, history, digest, t0)
+    card = card.model_copy(
+        update={"variation": var_files, "defect_head": head_on, "families": families.FILE_NAME}
+    )
+    cardmod.save_card(card, final / cardmod.CARD_NAME)
+    return card
+
+
+def _fit_families(variation: VariationSet, fit: Dataset) -> families.FamilyProjection:
+    """The descriptor projection, fitted on the training frames' (known) defect families."""
+    bad = np.flatnonzero(np.array(fit.labels) != "good")
+    _, desc = variation.score(fit.images[bad], [fit.parts[i] for i in bad], True)
+    return families.FamilyProjection.fit(desc, [fit.labels[i] for i in bad])
+
+
+def _metrics(
+    variation: VariationSet,
+    proj: families.FamilyProjection,
+    out: dict[str, np.ndarray],
+    novelty: np.ndarray,
+    test: Dataset,
+    th: tuple[float, float],
+    held_out: str | None,
+) -> dict[str, Any]:
+    """Held-out figures: combined decision, per part type and macro, family ARI."""
+    bad = np.array(test.labels) != "good"
+    _, desc = variation.score(
+        test.images[bad], [p for p, b in zip(test.parts, bad, strict=True) if b], True
+    )
+    parts = test.parts if set(test.parts) != {"?"} else None
+    return ev.quality_scores(
+        out["defect_score"], novelty, test.labels, parts, th, held_out, proj(desc)
+    )
+
+
+def _faint_metrics(
+    cfg: BuildConfig,
+    run: Any,
+    variation: VariationSet,
+    proj: families.FamilyProjection,
+    spec: InputSpec,
+    th: tuple[float, float],
+) -> dict[str, Any]:
+    """The same figures on the faint tier (reported, no bar)."""
+    from edge.model.dataset import synthetic
+
+    faint = synthetic(
+        cfg.test_seed + 1,
+        cfg.n_test,
+        cfg.size,
+        DEFECT_FAMILIES,
+        desc="render faint test",
+        render_size=cfg.render_size,
+        tier="faint",
+    )
+    out = ev.infer(run, faint, spec, desc="features faint")
+    nov, _ = variation.score(faint.images, faint.parts)
+    return _metrics(variation, proj, out, nov, faint, th, cfg.held_out)
 
 
 def _keras_parity(model: keras.Model, fp32: Path, test: Dataset, spec: InputSpec) -> float:
@@ -147,21 +228,29 @@ def _quantize(
     cfg: BuildConfig,
     fp32: Path,
     int8: Path,
-    fit: Dataset,
-    test: Dataset,
+    data: tuple[Dataset, Dataset],
     spec: InputSpec,
     fp32_test: dict[str, np.ndarray],
-    bank: np.ndarray,
+    novelty: tuple[np.ndarray, np.ndarray],
     th: tuple[float, float],
     metrics: dict[str, Any],
 ) -> dict[str, Any]:
-    """int8 copy; kept only when faster here and it decides like fp32 (``keep_int8``)."""
+    """int8 copy; kept only when faster here and it decides like fp32 (``keep_int8``).
+
+    ``novelty``: (nominal bank, the test frames' novelty scores). The novelty score does
+    not depend on the ONNX file when it comes from variation models; the bank's patch
+    novelty still checks that int8 features rank frames like fp32's.
+    """
+    fit, test = data
+    bank, nov = novelty
     nominal = fit.where(["good"])
     calib = np.concatenate(list(nominal.subset(range(min(64, len(nominal)))).batches(spec, 64)))
     quantize.quantize(fp32, int8, calib)
     ips = {p.name: quantize.throughput(p, 8, 2.0, cfg.size) for p in (fp32, int8)}
     out8 = ev.infer(_runner(_session(int8)), test, spec, desc="int8 eval")
-    q8 = ev.quality(out8, test.labels, bank, th, cfg.held_out)
+    if not np.any(fp32_test["defect_score"]):  # the head is off: served as 0 (ModelRunner)
+        out8["defect_score"] = np.zeros_like(out8["defect_score"])
+    q8 = ev.quality_scores(out8["defect_score"], nov, test.labels, None, th, cfg.held_out)
     agree = int8_agreement(metrics, q8, fp32_test["patch_features"], out8["patch_features"], bank)
     speedup = ips[int8.name] / ips[fp32.name]
     par = ev.parity(fp32_test, out8)
@@ -171,7 +260,7 @@ def _quantize(
         "fp32_images_per_s": ips[fp32.name],
         "int8_images_per_s": ips[int8.name],
         "speedup": speedup,
-        "image_auroc_fp32": metrics["image_auroc"],
+        "image_auroc_fp32": metrics["image_auroc"],  # mixed part types, like int8's
         "image_auroc_int8": q8["image_auroc"],
         **agree,
         "parity": par,
@@ -261,6 +350,10 @@ def _write_card(
         "epochs_run": len(history.get("loss", [])),
         "final_val_loss": history["val_loss"][-1] if history.get("val_loss") else None,
         "onnx_opset": export.OPSET,
+        "novelty": "per-part-type variation models (edge/model/variation.py): registration, "
+        "per-pixel good-part statistics, blob and line anomaly maps",
+        "render_size": cfg.render_size,
+        "tier": "standard (test: standard and faint)",
     }
     card = cardmod.ModelCard(
         name=cfg.name,

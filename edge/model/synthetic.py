@@ -2,9 +2,13 @@
 
 Pure numpy + Pillow (no TensorFlow), shared by the model build, the simulator and the tests.
 A part is drawn in its own coordinates (u, v in [-1, 1]) and mapped to the image through a
-random pose; lighting, texture, blur and sensor noise vary per render. Defects are small
-(most under 2 % of the image) and many are faint: their contrast is drawn relative to the
-part's own texture amplitude (``info["contrast"]`` = defect amplitude / texture std).
+random pose; lighting, texture, blur and sensor noise vary per render. Frames are drawn at
+the camera's resolution (``DEFAULT_SIZE`` = 448 px); the model sees them resized by
+``edge.preprocess``. Defects are small (most under 2 % of the image) and come in two tiers
+of visibility, measured on the final image as a contrast-to-noise ratio (``info["cnr"]``,
+see :mod:`edge.model.cnr`): ``standard`` (CNR drawn log-uniformly over 2–8, what an
+inspector spots at once) and ``faint`` (amplitude drawn relative to the part's texture,
+``info["contrast"]``, as the line was first built: mostly CNR < 2).
 """
 
 from __future__ import annotations
@@ -14,15 +18,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageFilter
+from PIL import Image
+from scipy import ndimage
 
+from edge.model import cnr as cnrmod
 from edge.model import synthetic_defects as sd
 from edge.model.synthetic_parts import PART_SHAPES, PartGeometry
 
 PART_TYPES: tuple[str, ...] = ("washer", "bracket", "pcb")
 DEFECT_FAMILIES: tuple[str, ...] = sd.FAMILIES
 GOOD = "good"
-DEFAULT_SIZE = 128
+DEFAULT_SIZE = 448  # the camera's resolution; the model input is smaller (edge.preprocess)
+TIERS: tuple[str, ...] = ("standard", "faint")
+STANDARD_CNR = (2.0, 8.0)  # log-uniform
 _BG = np.array([0.23, 0.24, 0.25], dtype=np.float32)
 
 
@@ -89,54 +97,101 @@ def render_part(
     part_type: str,
     defect: str | None = None,
     size: int = DEFAULT_SIZE,
+    tier: str = "standard",
 ) -> tuple[Image.Image, dict[str, Any]]:
     """Render one part (RGB ``size``×``size``) with an optional defect; deterministic by seed.
 
-    Returns the image and ``info``: part type, defect, defect area fraction of the image,
-    contrast relative to the texture std, the defect centre in pixels and ``mask`` (bool
-    ``size``×``size``, where the defect is: the pixel-level label a segmentation loss uses).
+    Returns the image and ``info``: part type, defect, tier, defect area fraction of the
+    image, ``cnr`` (measured on the final image), ``contrast`` (amplitude / texture std),
+    the defect centre in pixels and ``mask`` (bool ``size``×``size``, where the defect is:
+    the pixel-level label a segmentation loss uses).
     """
+    _check(part_type, defect, size, tier)
+    rng = _rng(rng_or_seed)
+    shape = PART_SHAPES[part_type]
+    u, v, scale = _pose_grid(rng, size, free_rotation=shape.free_rotation)
+    geo: PartGeometry = shape.draw(rng, u, v, size, missing=defect == "missing")
+    base = _background(rng, size) * (1.0 - geo.mask[..., None]) + geo.rgb * geo.mask[..., None]
+    info: dict[str, Any] = {
+        "part_type": part_type,
+        "defect": defect,
+        "tier": tier,
+        "area": 0.0,
+        "contrast": 0.0,
+        "cnr": 0.0,
+        "center": None,
+        "mask": np.zeros((size, size), dtype=bool),
+        "texture_std": geo.texture_std,
+        "scale": scale,
+    }
+    field = sd.draw(rng, defect, geo.mask, geo.texture_std, size) if defect in sd._DRAW else None
+    target = float(np.exp(rng.uniform(*np.log(STANDARD_CNR))))
+    light = _lighting(rng, size)
+    blur = float(rng.uniform(0.0, 0.8)) * size / 128.0
+    noise = rng.normal(0.0, rng.uniform(1.0, 4.0), (size, size, 3)).astype(np.float32)
+    frame = _blur(base * light, blur) * 255.0 + noise
+    if field is not None:
+        frame = _add_defect(frame, field, light, blur, geo.mask > 0.99, target, tier, info)
+    img = np.clip(frame + 0.5, 0, 255).astype(np.uint8)
+    if geo.missing_mask is not None:
+        info.update(area=geo.missing_area / (size * size), contrast=geo.missing_contrast)
+        info.update(center=geo.missing_center, mask=geo.missing_mask)
+        expected = np.asarray(geo.missing_expected, np.float32) * 255.0
+        around = cnrmod.ring(geo.missing_mask, geo.mask > 0.99, size)
+        exp_px = expected[None, :] * light[geo.missing_mask]
+        info["cnr"] = cnrmod.cnr(img, geo.missing_mask, around, exp_px.mean(axis=0))
+    return Image.fromarray(img, mode="RGB"), info
+
+
+def _check(part_type: str, defect: str | None, size: int, tier: str) -> None:
     if part_type not in PART_SHAPES:
         raise ValueError(f"unknown part type {part_type!r}; choose from {PART_TYPES}")
     if defect is not None and defect not in DEFECT_FAMILIES:
         raise ValueError(f"unknown defect {defect!r}; choose from {DEFECT_FAMILIES}")
     if not 16 <= size <= 2048:
         raise ValueError(f"size {size} outside 16..2048")
-    rng = _rng(rng_or_seed)
-    shape = PART_SHAPES[part_type]
-    u, v, scale = _pose_grid(rng, size, free_rotation=shape.free_rotation)
-    missing = defect == "missing"
-    geo: PartGeometry = shape.draw(rng, u, v, size, missing=missing)
-    rgb = _background(rng, size) * (1.0 - geo.mask[..., None]) + geo.rgb * geo.mask[..., None]
-    info: dict[str, Any] = {
-        "part_type": part_type,
-        "defect": defect,
-        "area": 0.0,
-        "contrast": 0.0,
-        "center": None,
-        "mask": np.zeros((size, size), dtype=bool),
-        "texture_std": geo.texture_std,
-    }
-    if missing:
-        info.update(
-            area=geo.missing_area / (size * size),
-            contrast=geo.missing_contrast,
-            center=geo.missing_center,
-            mask=geo.missing_mask if geo.missing_mask is not None else info["mask"],
-        )
-    elif defect is not None:
-        rgb, dinfo = sd.apply(rng, defect, rgb, geo.mask, geo.texture_std, size)
-        info.update(dinfo)
-    rgb = rgb * _lighting(rng, size)
-    img = Image.fromarray(np.clip(rgb * 255.0 + 0.5, 0, 255).astype(np.uint8), mode="RGB")
-    blur = rng.uniform(0.0, 0.8) * size / DEFAULT_SIZE
-    if blur > 0.15:
-        img = img.filter(ImageFilter.GaussianBlur(radius=blur))
-    noise_sigma = rng.uniform(1.0, 4.0)
-    arr = np.asarray(img, dtype=np.float32) + rng.normal(0.0, noise_sigma, (size, size, 3))
-    img = Image.fromarray(np.clip(arr + 0.5, 0, 255).astype(np.uint8), mode="RGB")
-    info["scale"] = scale
-    return img, info
+    if tier not in TIERS:
+        raise ValueError(f"unknown tier {tier!r}; choose from {TIERS}")
+
+
+def _blur(arr: np.ndarray, sigma: float) -> np.ndarray:
+    """The camera's optical blur (Gaussian, per channel); none below 0.15 px."""
+    if sigma <= 0.15:
+        return arr
+    return ndimage.gaussian_filter(arr, sigma=(sigma, sigma, 0), mode="nearest")
+
+
+def _add_defect(
+    frame: np.ndarray,
+    field: sd.DefectField,
+    light: np.ndarray,
+    blur: float,
+    surface: np.ndarray,
+    target: float,
+    tier: str,
+    info: dict[str, Any],
+) -> np.ndarray:
+    """Add the defect at the tier's amplitude and record its measured CNR."""
+    size = frame.shape[0]
+    y0, y1, x0, x1 = field.window
+    unit = np.zeros_like(frame)
+    unit[y0:y1, x0:x1] = field.delta * light[y0:y1, x0:x1]
+    unit = _blur(unit, blur) * 255.0
+    around = cnrmod.ring(field.region, surface, size)
+    if tier == "faint":
+        k = field.faint_k
+    else:
+        k = cnrmod.amplitude_for(frame, unit, field.region, around, target)
+    out = frame + k * unit
+    final = np.clip(out + 0.5, 0, 255).astype(np.uint8)
+    info.update(
+        mask=field.region,
+        area=float(field.region.sum()) / (size * size),
+        contrast=float(k),
+        center=field.center,
+        cnr=cnrmod.cnr(final, field.region, around),
+    )
+    return out
 
 
 def sample_label(rng: np.random.Generator, families: Sequence[str], defect_fraction: float) -> str:
@@ -154,6 +209,7 @@ def iter_samples(
     families: Sequence[str] = DEFECT_FAMILIES,
     defect_fraction: float = 0.5,
     start: int = 0,
+    tier: str = "standard",
 ) -> Iterator[Sample]:
     """``n`` labelled samples; sample ``i`` depends only on ``(seed, i)`` (seekable)."""
     for i in range(start, start + n):
@@ -161,13 +217,18 @@ def iter_samples(
         rng = np.random.default_rng(sub)
         part = str(part_types[int(rng.integers(len(part_types)))])
         label = sample_label(rng, families, defect_fraction)
-        img, info = render_part(rng, part, None if label == GOOD else label, size)
+        img, info = render_part(rng, part, None if label == GOOD else label, size, tier)
         yield Sample(img, label, part, sub, info)
 
 
 def render_frame(
-    seed: int, index: int, part_type: str, defect: str | None, size: int = DEFAULT_SIZE
+    seed: int,
+    index: int,
+    part_type: str,
+    defect: str | None,
+    size: int = DEFAULT_SIZE,
+    tier: str = "standard",
 ) -> Image.Image:
     """One frame for a simulated camera (seed, frame index) — a thin convenience for the sim."""
-    img, _ = render_part((int(seed), int(index)), part_type, defect, size)
+    img, _ = render_part((int(seed), int(index)), part_type, defect, size, tier)
     return img

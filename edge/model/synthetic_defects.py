@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from itertools import pairwise
-from typing import Any
 
 import numpy as np
 
@@ -111,26 +111,38 @@ def _location(rng: np.random.Generator, mask: Arr, margin: int) -> tuple[int, in
     return int(ys[k]), int(xs[k])
 
 
-def apply(
-    rng: np.random.Generator, family: str, rgb: Arr, mask: Arr, tex_std: float, size: int
-) -> tuple[Arr, dict[str, Any]]:
-    """Add one defect of ``family`` on the part (inside ``mask``); returns image and info."""
+@dataclass(frozen=True)
+class DefectField:
+    """One defect before lighting and noise: a unit-amplitude colour change in a window.
+
+    ``delta`` [h, w, 3] is added to the part's colour (0..1 units) in ``window`` (y0, y1,
+    x0, x1) times an amplitude; ``faint_k`` is the faint tier's amplitude in units of the
+    part's texture std (drawn from the family's contrast range, as the line was first
+    built); ``region`` (full-size bool) is where the defect is.
+    """
+
+    window: tuple[int, int, int, int]
+    delta: Arr
+    region: Arr
+    faint_k: float
+    center: tuple[float, float]
+
+
+def draw(
+    rng: np.random.Generator, family: str, mask: Arr, tex_std: float, size: int
+) -> DefectField:
+    """Draw one defect of ``family`` on the part (inside ``mask``), amplitude still free."""
     s = size / 128.0
     cy, cx = _location(rng, mask, max(2, int(6 * s)))
     h = int(np.ceil(36 * s))
     y0, y1, x0, x1 = max(0, cy - h), min(size, cy + h), max(0, cx - h), min(size, cx + h)
     ys, xs = np.mgrid[y0:y1, x0:x1].astype(np.float32)
     field, tint = _DRAW[family](rng, xs - cx, ys - cy, s)
-    k = rng.uniform(*_CONTRAST[family])
+    k = float(rng.uniform(*_CONTRAST[family]))
     local = field * mask[y0:y1, x0:x1]
-    out = rgb.copy()
-    out[y0:y1, x0:x1] += (k * tex_std) * local[..., None] * tint[None, None, :]
     region = np.zeros((size, size), dtype=bool)
     region[y0:y1, x0:x1] = np.abs(local) >= 0.25
-    area = float(np.count_nonzero(region))
-    return out, {
-        "mask": region,
-        "area": area / (size * size),
-        "contrast": float(k),
-        "center": (float(cx), float(cy)),
-    }
+    delta = (tex_std * local)[..., None] * tint[None, None, :]
+    return DefectField(
+        (y0, y1, x0, x1), delta.astype(np.float32), region, k, (float(cx), float(cy))
+    )

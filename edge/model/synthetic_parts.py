@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 Arr = np.ndarray
+_HOLE = (0.23, 0.24, 0.25)  # a hole or notch shows the station's backdrop
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,7 @@ class PartGeometry:
     missing_contrast: float = 0.0
     missing_center: tuple[float, float] | None = None
     missing_mask: Arr | None = None  # where the left-out feature should have been
+    missing_expected: tuple[float, float, float] | None = None  # its colour on a good part
 
 
 @dataclass(frozen=True)
@@ -101,7 +103,7 @@ def draw_washer(
     if not missing:
         return PartGeometry(rgb, mask, amp)
     cut = coverage(np.maximum(notch, ring), size)
-    return _missing(rgb, mask, cut, amp, 0.62 - 0.24)
+    return _missing(rgb, mask, cut, amp, 0.62 - 0.24, _HOLE)
 
 
 def draw_bracket(
@@ -123,7 +125,7 @@ def draw_bracket(
     if skip < 0:
         return PartGeometry(rgb, mask, amp)
     hole = coverage(circle(u, v, *holes[skip], r), size)
-    return _missing(rgb, mask, hole, amp, 0.70 - 0.24)
+    return _missing(rgb, mask, hole, amp, 0.70 - 0.24, _HOLE)
 
 
 _COMPONENTS = [  # (cx, cy, half-w, half-h, rgb)
@@ -158,7 +160,7 @@ def draw_pcb(rng: np.random.Generator, u: Arr, v: Arr, size: int, *, missing: bo
         if k == skip:
             body = coverage(box(u, v, cx + jx, cy + jy, hw, hh), size)
             lum = float(np.mean(col)) - 0.25
-            return _missing(rgb, mask, body * mask, amp, lum)
+            return _missing(rgb, mask, body * mask, amp, lum, col)
         rgb = _paint(rgb, coverage(box(u, v, cx + jx, cy + jy, hw, hh), size), col)
     return PartGeometry(rgb, mask, amp)
 
@@ -168,11 +170,18 @@ def _paint(rgb: Arr, cov: Arr, col: tuple[float, float, float]) -> Arr:
     return rgb * (1 - cov[..., None]) + c * cov[..., None]
 
 
-def _missing(rgb: Arr, mask: Arr, feature: Arr, amp: float, delta: float) -> PartGeometry:
+def _missing(
+    rgb: Arr,
+    mask: Arr,
+    feature: Arr,
+    amp: float,
+    delta: float,
+    expected: tuple[float, float, float],
+) -> PartGeometry:
     area = float(feature.sum())
     ys, xs = np.nonzero(feature > 0.5)
     centre = (float(xs.mean()), float(ys.mean())) if len(xs) else None
-    return PartGeometry(rgb, mask, amp, area, abs(delta) / amp, centre, feature > 0.5)
+    return PartGeometry(rgb, mask, amp, area, abs(delta) / amp, centre, feature > 0.5, expected)
 
 
 PART_SHAPES: dict[str, PartShape] = {

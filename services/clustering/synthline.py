@@ -11,10 +11,12 @@ from pathlib import Path
 
 import numpy as np
 
+from edge.model.families import FamilyProjection
 from edge.model.novelty import family_descriptor
 from edge.model.runtime import ModelLoadError, OnnxModel
 from edge.model.synthetic import DEFECT_FAMILIES, iter_samples
-from edge.preprocess import preprocess_images
+from edge.model.variation_set import VariationSet
+from edge.preprocess import preprocess_images, resize
 from services.clustering.eval import Dataset
 
 BATCH = 32
@@ -34,16 +36,26 @@ def dataset(model_dir: Path, n: int = 500, seed: int = 7, late_from: float = 1 /
     late = model.card.held_out_family or DEFECT_FAMILIES[0]
     known = tuple(f for f in DEFECT_FAMILIES if f != late)
     start = int(n * late_from)
-    images, labels = [], []
+    images, labels, parts = [], [], []
     for i in range(n):
         fams = known if i < start else DEFECT_FAMILIES
         sample = next(iter_samples(seed, 1, families=fams, defect_fraction=1.0, start=i))
         images.append(sample.image)
         labels.append(sample.label)
+        parts.append(sample.part_type)
     vecs = []
-    for s in range(0, n, BATCH):
-        outputs = model.run(preprocess_images(images[s : s + BATCH], model.input_spec))
-        vecs.append(family_descriptor(outputs, bank))
+    card = model.card
+    if card.variation:  # what the edge worker publishes: the camera's variation descriptor
+        vs = VariationSet.load(model.path.parent, card.variation)
+        proj = FamilyProjection.load(model.path.parent / card.families) if card.families else None
+        size = model.input_spec.size
+        px = np.stack([np.asarray(resize(im, size), np.uint8) for im in images])
+        _, desc = vs.score(px, parts, want_descriptors=True)
+        vecs.append(proj(desc) if proj is not None else desc)
+    else:
+        for s in range(0, n, BATCH):
+            outputs = model.run(preprocess_images(images[s : s + BATCH], model.input_spec))
+            vecs.append(family_descriptor(outputs, bank))
     x = np.concatenate(vecs).astype(np.float16).astype(np.float32)  # as it travels
     note = f"model {model.path}; {late!r} (held out) from #{start}"
     return Dataset("synthetic", x, np.array(labels), note)

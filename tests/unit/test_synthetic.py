@@ -47,8 +47,8 @@ def test_defect_changes_only_a_small_region() -> None:
     assert info["center"] is not None and info["area"] < 0.02
 
 
-def test_defects_are_small_and_many_are_faint() -> None:
-    samples = [s for s in iter_samples(11, 240, size=64, defect_fraction=1.0)]
+def test_defects_are_small_and_on_the_faint_tier_many_are_faint() -> None:
+    samples = [s for s in iter_samples(11, 240, size=64, defect_fraction=1.0, tier="faint")]
     areas = np.array([s.info["area"] for s in samples])
     contrast = np.array([s.info["contrast"] for s in samples])
     assert len(samples) == 240
