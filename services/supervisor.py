@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -51,6 +52,17 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
         "--no-restart",
         action="store_true",
         help="do not restart children that exit; stop when all have exited",
+    )
+    p.add_argument(
+        "--sim",
+        action="store_true",
+        help="also run the simulated production line (`linewatch sim`; off unless asked)",
+    )
+    p.add_argument(
+        "--sim-args",
+        default="",
+        metavar="ARGS",
+        help='options for `linewatch sim`, one string, e.g. "--scenario tour --fps 5"',
     )
     p.add_argument(
         "--broker-port",
@@ -107,7 +119,9 @@ def main(argv: list[str]) -> int:
             available=command_available,
             only=parse_names(args.only),
             without=parse_names(args.without),
+            wanted={"sim"} if args.sim else None,
         )
+        sim_args = tuple(shlex.split(args.sim_args))
     except (ValueError, OSError) as exc:
         print(f"linewatch up: {exc}", file=sys.stderr)
         return 2
@@ -120,14 +134,7 @@ def main(argv: list[str]) -> int:
         )
         return 1
     env = {**os.environ, "LINEWATCH_MQTT_URL": mqtt_url, "PYTHONUNBUFFERED": "1"}
-    children = [
-        Child(
-            c
-            if c.name != "broker"
-            else Component("broker", ("broker", "--port", str(broker.port)), True)
-        )
-        for c in chosen
-    ]
+    children = [Child(_configured(c, broker.port, sim_args)) for c in chosen]
     sup = Supervisor(
         children, env, restart=not args.no_restart, stop_timeout=settings.stop_timeout_s
     )
@@ -141,6 +148,15 @@ def main(argv: list[str]) -> int:
         return sup.run()
     finally:
         sup.stop_all()  # also on an unexpected error: never leave children behind
+
+
+def _configured(comp: Component, broker_port: int, sim_args: tuple[str, ...]) -> Component:
+    """The component as this run starts it: the broker on its port, the sim with its options."""
+    if comp.name == "broker" and comp.command == "broker":
+        return Component("broker", ("broker", "--port", str(broker_port)), True)
+    if comp.name == "sim" and comp.command == "sim" and sim_args:
+        return Component("sim", ("sim", *sim_args), opt_in=True)
+    return comp
 
 
 def _start(sup: Supervisor, embedded: bool, broker: MqttUrl, settings: SupervisorSettings) -> bool:

@@ -25,6 +25,7 @@ class Component:
     only_embedded: bool = False
     argv: tuple[str, ...] = ()
     serves_http: bool = False  # `up` announces the URL this process listens on
+    opt_in: bool = False  # runs only when asked for (`--sim`, or named in `--only`)
 
     @property
     def command(self) -> str | None:
@@ -48,7 +49,8 @@ COMPONENTS: tuple[Component, ...] = (
     Component("dispatch", ("dispatch",)),
     Component("edge-W1", ("edge", "--id", "W1")),
     Component("feed", ("feed",), serves_http=True),
-    Component("sim", ("sim",)),
+    # the simulated line publishes made-up frames: never into a real plant's broker unasked
+    Component("sim", ("sim",), opt_in=True),
 )
 
 
@@ -79,11 +81,13 @@ def select_components(
     available: Callable[[Component], bool],
     only: set[str] | None = None,
     without: set[str] | None = None,
+    wanted: set[str] | None = None,
 ) -> tuple[list[Component], list[tuple[Component, str]]]:
     """Which components to run, and the others with the reason they are left out.
 
     The embedded broker is infrastructure: it runs whenever it is needed, even with
-    ``--only``, unless ``--without broker`` says otherwise. Unknown names raise ValueError.
+    ``--only``, unless ``--without broker`` says otherwise. An opt-in component (the
+    simulator) runs only when it is in ``wanted`` or ``only``. Unknown names raise ValueError.
     """
     known = {c.name for c in components}
     if len(known) != len(components):
@@ -91,7 +95,7 @@ def select_components(
             {c.name for c in components if [d.name for d in components].count(c.name) > 1}
         )
         raise ValueError(f"duplicate component name(s): {', '.join(dupes)}")
-    unknown = sorted(((only or set()) | (without or set())) - known)
+    unknown = sorted(((only or set()) | (without or set()) | (wanted or set())) - known)
     if unknown:
         raise ValueError(
             f"unknown component(s): {', '.join(unknown)} "
@@ -106,6 +110,8 @@ def select_components(
             skipped.append((comp, "--without"))
         elif only is not None and comp.name not in only and not comp.only_embedded:
             skipped.append((comp, "not in --only"))
+        elif comp.opt_in and comp.name not in (wanted or set()) | (only or set()):
+            skipped.append((comp, f"not asked for (--{comp.name})"))
         elif not available(comp):
             skipped.append((comp, "not available in this build"))
         else:
