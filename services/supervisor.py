@@ -21,6 +21,7 @@ from services.upplan import (
     load_extra_components,
     parse_names,
     select_components,
+    sim_options,
     summary_table,
 )
 from services.upproc import Child, Supervisor, command_available, port_open, wait_port
@@ -138,7 +139,7 @@ def main(argv: list[str]) -> int:
             without=parse_names(args.without),
             wanted={"sim"} if args.sim else None,
         )
-        sim_args = tuple(shlex.split(args.sim_args))
+        sim_args = sim_options(chosen, shlex.split(args.sim_args))
     except (ValueError, OSError) as exc:
         print(f"linewatch up: {exc}", file=sys.stderr)
         return 2
@@ -186,7 +187,7 @@ def _configured(comp: Component, broker_port: int, sim_args: tuple[str, ...]) ->
     if comp.name == "broker" and comp.command == "broker":
         return Component("broker", ("broker", "--port", str(broker_port)), True)
     if comp.name == "sim" and comp.command == "sim" and sim_args:
-        return Component("sim", ("sim", *sim_args), opt_in=True)
+        return Component("sim", ("sim", *sim_args), opt_in=True, finishes=True)
     return comp
 
 

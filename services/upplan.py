@@ -26,6 +26,7 @@ class Component:
     argv: tuple[str, ...] = ()
     serves_http: bool = False  # `up` announces the URL this process listens on
     opt_in: bool = False  # runs only when asked for (`--sim`, or named in `--only`)
+    finishes: bool = False  # exit status 0 means its work is done: not restarted
 
     @property
     def command(self) -> str | None:
@@ -50,7 +51,7 @@ COMPONENTS: tuple[Component, ...] = (
     Component("edge-W1", ("edge", "--id", "W1")),
     Component("feed", ("feed",), serves_http=True),
     # the simulated line publishes made-up frames: never into a real plant's broker unasked
-    Component("sim", ("sim",), opt_in=True),
+    Component("sim", ("sim",), opt_in=True, finishes=True),
 )
 
 
@@ -117,6 +118,14 @@ def select_components(
         else:
             chosen.append(comp)
     return chosen, skipped
+
+
+def sim_options(chosen: Sequence[Component], given: Sequence[str]) -> tuple[str, ...]:
+    """Options of the simulator under `up`: wait for the store, dispatcher and edge workers
+    this run starts (frames sent before they listen would reach nobody), then ``given``
+    (which may override ``--wait-for``: the last one wins)."""
+    feeds = [r for r in ("store", "dispatch", "edge") if any(c.command == r for c in chosen)]
+    return (("--wait-for", ",".join(feeds)) if feeds else ()) + tuple(given)
 
 
 def load_extra_components(path: str | None) -> list[Component]:

@@ -187,6 +187,9 @@ class Supervisor:
             child.exit_codes.append(code)
             child.signal_group(signal.SIGKILL)  # leftovers of the dead child's group
             child.proc = None
+            if code == 0 and child.comp.finishes:
+                log.info("%s finished after %.1fs", child.comp.name, uptime)
+                return
             if not self.restart:
                 log.warning(
                     "%s exited with status %s after %.1fs (--no-restart)",

@@ -11,19 +11,22 @@ import threading
 import time
 from pathlib import Path
 from types import FrameType
-from typing import TextIO
+from typing import TextIO, get_args
 
 from pydantic import Field
 
 from broker.config import CommonSettings, load_settings, redact_url
-from broker.topics import check_id
+from broker.messages import Role
+from broker.topics import ALL_STATUS, check_id
 from edge.model.synthetic import DEFECT_FAMILIES, PART_TYPES, render_part
+from services.sim.ready import LiveRoles, listen
 from services.sim.runner import Simulator
 from services.sim.scenario import Scenario, ScenarioError, check_families, combine, load
 from services.sim.timeline import FORMS, Frame, LineSpec
 from services.sim.wire import FrameSource
 
 log = logging.getLogger("linewatch.sim")
+ROLES: tuple[str, ...] = get_args(Role)
 
 
 class SimSettings(CommonSettings):
@@ -78,7 +81,19 @@ def _parser() -> argparse.ArgumentParser:
         help="bare number, JSON reading, readings batch, or mixed (by sensor; default)",
     )
     a("--progress", type=float, default=5.0, help="seconds between progress lines (0: none)")
+    a(
+        "--wait-for",
+        default="",
+        metavar="ROLE[,ROLE]",
+        help="start only once a process of each role is live on the bus (e.g. store,dispatch,"
+        "edge; `linewatch up --sim` passes the roles it runs)",
+    )
+    a("--wait-timeout", type=float, default=300.0, help="then start anyway (default 300 s)")
     return p
+
+
+def _roles(args: argparse.Namespace) -> list[str]:
+    return [r.strip() for r in args.wait_for.split(",") if r.strip()]
 
 
 def _spec(args: argparse.Namespace) -> LineSpec:
@@ -96,6 +111,7 @@ def _spec(args: argparse.Namespace) -> LineSpec:
             ("--duration", args.duration is None or args.duration > 0, "positive"),
             ("--size", 16 <= args.size <= 2048, "16..2048"),
             ("--pool", 0 <= args.pool <= 1000, "0..1000"),
+            ("--wait-for", set(_roles(args)) <= set(ROLES), f"roles from {ROLES}"),
             ("--parts", bool(parts) and set(parts) <= set(PART_TYPES), f"from {PART_TYPES}"),
         )
         if not ok
@@ -162,6 +178,7 @@ def _run(
     if args.tier != "standard" and not frames.tier_applied:
         log.warning("this build's renderer has no tiers: --tier %s ignored", args.tier)
     bus = mqtt_connect(settings, f"sim-{settings.sim_name or spec.site}", clean_start=True)
+    live = listen(bus, _roles(args))
     try:
         bus.start()
     except MqttError as exc:
@@ -191,10 +208,19 @@ def _run(
         )
         if not args.no_prerender:
             _prerender(sim, stop)
+        if live.wanted:
+            _await(live, args.wait_timeout, stop)
+            bus.unsubscribe(ALL_STATUS)
         counts = sim.run(args.duration, stop)
     finally:
         bus.stop()
     return 0 if counts.unacked == 0 else 1
+
+
+def _await(live: LiveRoles, timeout: float, stop: threading.Event) -> None:
+    print(f"linewatch sim: waiting for {', '.join(sorted(live.wanted))} to be live", flush=True)
+    if not live.wait(timeout, stop) and not stop.is_set():
+        log.warning("still no live %s after %.0fs: starting anyway", live.missing(), timeout)
 
 
 def _prerender(sim: Simulator, stop: threading.Event) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import io
 import json
+import threading
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +32,7 @@ pytestmark = pytest.mark.unit
 
 SPEC = LineSpec(lines=2, stations=2, cameras=1, sensors=3, fps=5, sensor_hz=10, seed=7)
 NONE = Scenario()
+NOW = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 
 
 def test_topology_names_streams_and_gives_each_camera_one_part_type() -> None:
@@ -219,3 +222,30 @@ def test_wire_forms_decode_under_the_contract() -> None:
         assert [r.value for r in got.readings] == [r.value for r, _ in batch]
         keyed = v5 or sensor.form != "bare"
         assert [r.seq for r in got.readings] == [r.seq if keyed else None for r, _ in batch]
+
+
+def test_the_sim_waits_for_live_processes_not_retained_leftovers() -> None:
+    from broker.codecs import encode
+    from broker.messages import WorkerStatus
+    from broker.topics import worker_status_topic
+    from broker.transport import Inbound
+    from services.sim.ready import LiveRoles
+
+    live = LiveRoles(["store", "edge", "dispatch"])
+    acks: list[str] = []
+
+    def status(worker: str, role: str, state: str, retain: bool, epoch: int = 0) -> Inbound:
+        msg = WorkerStatus(worker=worker, role=role, state=state, counter=1, ts=NOW, epoch=epoch)  # type: ignore[arg-type]
+        return Inbound(worker_status_topic(worker), encode(msg), retain=retain,
+                       ack=lambda: acks.append(worker))  # fmt: skip
+
+    live.on_status(status("d1", "dispatch", "heartbeat", retain=False))  # not leading yet
+    live.on_status(status("d1", "dispatch", "heartbeat", retain=False, epoch=1))
+
+    live.on_status(status("W1", "edge", "online", retain=True))  # left from an earlier run
+    live.on_status(status("st", "store", "offline", retain=False))
+    live.on_status(status("c1", "cluster", "heartbeat", retain=False))  # not waited for
+    assert live.missing() == ["edge", "store"] and len(acks) == 5
+    live.on_status(status("W1", "edge", "heartbeat", retain=False))
+    live.on_status(status("st", "store", "online", retain=False))
+    assert live.missing() == [] and live.wait(0.0, threading.Event())

@@ -108,7 +108,15 @@ def test_the_simulator_runs_only_when_asked_for() -> None:
     sim = next(c for c in COMPONENTS if c.name == "sim")
     assert _configured(sim, 1884, ()).display() == "linewatch sim"
     given = _configured(sim, 1884, ("--scenario", "tour"))
-    assert given.display() == "linewatch sim --scenario tour" and given.opt_in
+    assert given.display() == "linewatch sim --scenario tour" and given.opt_in and given.finishes
+    from services.upplan import sim_options
+
+    everything, _ = select_components(COMPONENTS, embedded=True, available=_all, wanted={"sim"})
+    assert sim_options(everything, ["--fps", "5"]) == (
+        "--wait-for", "store,dispatch,edge", "--fps", "5"
+    )  # fmt: skip
+    alone = [c for c in everything if c.name in ("broker", "sim")]
+    assert sim_options(alone, []) == ()
 
 
 def test_only_keeps_the_embedded_broker_and_without_removes_it() -> None:

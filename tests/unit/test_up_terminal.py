@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import logging
 import sys
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import sqlalchemy as sa
 from services.store import schema as s
 from services.store.vitals import Vitals, VitalsReader, read_vitals
 from services.upplan import Component
-from services.upproc import Child
+from services.upproc import Child, Supervisor
 from services.upstatus import Board, BoardHandler, ProcState, block_lines, plain_line
 from tests.helpers import wait_for
 
@@ -124,3 +125,19 @@ def test_child_output_goes_to_its_log_file_appended(tmp_path: Path) -> None:
     text = wait_for(lambda: (tmp_path / "log" / "probe.log").read_text(), 5, what="log")
     assert text.count("OUTPUT") == 2 and text.count("ERROR") == 2
     assert text.count("linewatch up: starting") == 2
+
+
+def test_a_component_that_finishes_is_not_restarted(tmp_path: Path) -> None:
+    done = Child(Component("sim", argv=(sys.executable, "-c", "pass"), finishes=True))
+    crash = Child(Component("svc", argv=(sys.executable, "-c", "raise SystemExit(0)")))
+    sup = Supervisor([done, crash], {}, restart=True, stop_timeout=5, log_dir=tmp_path)
+    assert sup.spawn(done) and sup.spawn(crash)
+    runner = threading.Thread(target=sup.run)
+    runner.start()
+    try:
+        wait_for(lambda: done.exit_codes and len(crash.exit_codes) >= 2, 30, what="exits")
+    finally:
+        sup.stopping.set()
+        runner.join(timeout=30)
+    assert done.exit_codes == [0] and done.restart_at is None  # finished, left alone
+    assert (tmp_path / "sim.log").read_text().count("starting") == 1
