@@ -112,7 +112,7 @@ def select_components(
         elif only is not None and comp.name not in only and not comp.only_embedded:
             skipped.append((comp, "not in --only"))
         elif comp.opt_in and comp.name not in (wanted or set()) | (only or set()):
-            skipped.append((comp, f"not asked for (--{comp.name})"))
+            skipped.append((comp, f"opt-in: --{comp.name}"))
         elif not available(comp):
             skipped.append((comp, "not available in this build"))
         else:

@@ -249,3 +249,39 @@ def test_the_sim_waits_for_live_processes_not_retained_leftovers() -> None:
     live.on_status(status("W1", "edge", "heartbeat", retain=False))
     live.on_status(status("st", "store", "online", retain=False))
     assert live.missing() == [] and live.wait(0.0, threading.Event())
+
+
+def test_two_runs_with_one_seed_publish_the_same_line(tmp_path: Path) -> None:
+    from broker.loopback import LoopbackHub, LoopbackTransport
+    from services.sim.runner import Simulator
+
+    spec = LineSpec(stations=2, sensors=3, fps=10, sensor_hz=10, seed=11, defect_rate=0.3)
+    scen = load("defect-burst")
+    wall = {"ts", "started", "elapsed_s", "max_lag_s"}
+
+    def run() -> tuple[list[dict[str, object]], list[tuple[str, bytes]], list[str]]:
+        hub = LoopbackHub()
+        seen: list[tuple[str, bytes]] = []
+        obs = LoopbackTransport(hub, "obs")
+        obs.subscribe("lw/v1/#", lambda m: seen.append((m.topic, m.payload)))
+        obs.start()
+        bus = LoopbackTransport(hub, "sim")
+        bus.start()
+        truth, said = io.StringIO(), list[str]()
+        src = FrameSource(_fake_render, spec.seed, 32, None)
+        sim = Simulator(spec, scen, bus, src, envelope=False, v5=True, truth=truth,
+                        progress_s=0.5, say=said.append)  # fmt: skip
+        sim.run(1.0, threading.Event())
+        bus.stop()
+        obs.stop()
+        records = [json.loads(line) for line in truth.getvalue().splitlines()]
+        return [{k: v for k, v in r.items() if k not in wall} for r in records], seen, said
+
+    a, seen_a, said = run()
+    b, seen_b, _ = run()
+    assert a == b
+    kinds = [r["kind"] for r in a]
+    assert kinds[0] == "run" and kinds[-1] == "end" and kinds.count("frame") == 2 * 10
+    frames_a = sorted(p for t, p in seen_a if t.endswith("/frame"))
+    assert frames_a == sorted(p for t, p in seen_b if t.endswith("/frame"))
+    assert len(said) >= 2 and said[-1].startswith("sim done") and "/s, target 20.0/s" in said[-1]

@@ -91,7 +91,7 @@ def test_unavailable_components_are_left_out_with_a_reason() -> None:
         "edge-W1",
         "feed",
     }
-    assert ("sim", "not asked for (--sim)") in [(c.name, why) for c, why in skipped]
+    assert ("sim", "opt-in: --sim") in [(c.name, why) for c, why in skipped]
 
 
 def test_the_simulator_runs_only_when_asked_for() -> None:
