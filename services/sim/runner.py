@@ -189,6 +189,7 @@ class Simulator:
             "defect": frame.defect,
             "gain": frame.gain,
             "slot": frame.slot,
+            "render_seed": list(self.frames.render_seed(cam, frame)),
             "effects": list(frame.effects),
             "bytes": len(image),
         }

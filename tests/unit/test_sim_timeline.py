@@ -182,14 +182,15 @@ def test_frame_source_caches_renders_and_passes_tier_only_when_taken() -> None:
     calls: list[dict[str, object]] = []
 
     def with_tier(seed: object, part: str, defect: str | None, size: int = 64, tier: str = "x"):
-        calls.append({"size": size, "tier": tier})
+        calls.append({"size": size, "tier": tier, "seed": seed})
         return _fake_render(seed, part, defect, size)
 
     assert takes_tier(with_tier) and not takes_tier(_fake_render)
     src = FrameSource(with_tier, 7, 32, "faint")
     frame = Frame(0, 0.0, None, 3, 1.0, ())
     a, b = src.jpeg(cams[0], frame), src.jpeg(cams[0], frame)
-    assert a == b and src.renders == 1 and calls == [{"size": 32, "tier": "faint"}]
+    seed = src.render_seed(cams[0], frame)  # what the truth file records to redraw it
+    assert a == b and src.renders == 1 and calls == [{"size": 32, "tier": "faint", "seed": seed}]
     darker = src.jpeg(cams[0], Frame(1, 0.0, None, 3, 0.5, ()))
     assert src.renders == 1  # same render, new gain
     mean = [np.asarray(Image.open(io.BytesIO(x))).mean() for x in (a, darker)]
