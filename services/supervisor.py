@@ -153,13 +153,17 @@ def main(argv: list[str]) -> int:
         return 1
     env = {**os.environ, "LINEWATCH_MQTT_URL": mqtt_url, "PYTHONUNBUFFERED": "1"}
     children = [Child(_configured(c, broker.port, sim_args)) for c in chosen]
-    term = open_terminal(
-        children,
-        verbose=args.verbose,
-        log_dir=settings.data_dir / "log",
-        db_url=settings.db_url,
-        status_s=settings.status_s,
-    )
+    try:
+        term = open_terminal(
+            children,
+            verbose=args.verbose,
+            log_dir=settings.data_dir / "log",
+            db_url=settings.db_url,
+            status_s=settings.status_s,
+        )
+    except OSError as exc:
+        print(f"linewatch up: cannot write the logs: {exc} (or use --verbose)", file=sys.stderr)
+        return 1
     sup = Supervisor(
         children,
         env,

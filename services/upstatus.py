@@ -97,6 +97,7 @@ class Board:
         self._lock = threading.Lock()
         self._drawn = 0  # lines of the block now on screen
         self._vitals: Vitals | None = None
+        self._closed = False
 
     def say(self, text: str) -> None:
         with self._lock:
@@ -119,7 +120,8 @@ class Board:
 
     def close(self) -> None:
         with self._lock:
-            self._drawn = 0  # leave the last block on screen
+            self._drawn = 0  # leave the last block on screen; later news goes below it
+            self._closed = True
 
     def _erase(self) -> None:
         if self.tty and self._drawn:
@@ -127,7 +129,7 @@ class Board:
             self._drawn = 0
 
     def _draw(self) -> None:
-        if not self.tty:
+        if not self.tty or self._closed:
             return
         lines = block_lines(self._url(), self._vitals, self._procs(), self.log_dir, self._db_note())
         self.out.write("".join(CLEAR_LINE + line + "\n" for line in lines))

@@ -110,6 +110,9 @@ def test_board_redraws_in_place_and_prints_news_above_it() -> None:
     assert rest.startswith(f"\x1b[{n}F\x1b[J")  # back to the block's top, cleared
     after = rest.split("\x1b[J", 1)[1]
     assert after.index("! edge-W1 exited") < after.index("LineWatch  http://127.0.0.1:8080/")
+    board.close()
+    board.say("  ! feed did not stop within 10s: SIGKILL")  # shutdown news: no block again
+    assert out.getvalue().endswith("SIGKILL\n")
     plain = io.StringIO()
     Board(plain, False, Path("v"), lambda: PROCS, lambda: None, lambda: VITALS).refresh()
     assert plain.getvalue().startswith("up: page -") and "\x1b" not in plain.getvalue()
