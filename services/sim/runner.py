@@ -40,6 +40,7 @@ class Truth:
 
     def __init__(self, out: TextIO | None, max_pending: int) -> None:
         self._out = out
+        self.stop = threading.Event()  # set: stop waiting for the broker (finish() settles)
         self._pending: deque[tuple[Published, list[dict[str, Any]]]] = deque()
         self._max_pending = max_pending
 
@@ -51,7 +52,8 @@ class Truth:
     def add(self, handle: Published, records: list[dict[str, Any]], counts: Counts) -> None:
         self._pending.append((handle, records))
         self.pump(counts)
-        while len(self._pending) > self._max_pending:  # bounded: wait for the broker
+        while len(self._pending) > self._max_pending and not self.stop.is_set():
+            # bounded: wait for the broker (while it is away, until a stop request)
             self._settle(self._pending[0][0].wait(1.0), counts)
 
     def pump(self, counts: Counts) -> None:
@@ -119,6 +121,7 @@ class Simulator:
 
     def run(self, duration: float | None, stop: threading.Event) -> Counts:
         """Publish until ``duration`` seconds have passed or ``stop`` is set."""
+        self.truth.stop = stop
         self._t0 = time.time()
         start = time.monotonic()
         self.truth.note(self.header())

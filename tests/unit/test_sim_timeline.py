@@ -288,3 +288,23 @@ def test_two_runs_with_one_seed_publish_the_same_line(tmp_path: Path) -> None:
     frames_a = sorted(p for t, p in seen_a if t.endswith("/frame"))
     assert frames_a == sorted(p for t, p in seen_b if t.endswith("/frame"))
     assert len(said) >= 2 and said[-1].startswith("sim done") and "/s, target 20.0/s" in said[-1]
+
+
+def test_a_stop_ends_the_wait_for_an_absent_broker() -> None:
+    from services.sim.runner import Counts, Truth
+
+    class Never:
+        done = False
+
+        def wait(self, timeout: float | None = None) -> bool:
+            return False
+
+    out, counts = io.StringIO(), Counts()
+    truth = Truth(out, max_pending=2)
+    truth.stop.set()  # as the signal handler does: add() must not block
+    for i in range(5):
+        truth.add(Never(), [{"kind": "frame", "seq": i}], counts)
+    truth.finish(counts, timeout=0.0)
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [r["seq"] for r in lines] == list(range(5)) and not any(r["acked"] for r in lines)
+    assert (counts.acked, counts.unacked) == (0, 5)
