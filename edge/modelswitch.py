@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -108,21 +109,39 @@ def card_digest(model_dir: Path) -> str | None:
         return None
 
 
-def check_files(model_dir: Path, card: ModelCard) -> list[str]:
-    """What does not match the card's ``files`` record (size, sha256); empty when all do."""
+def check_files(
+    model_dir: Path, card: ModelCard, digests: dict[tuple[str, int, int], str] | None = None
+) -> list[str]:
+    """What does not match the card's ``files`` record; empty when all do.
+
+    Sizes first (a copy still under way is seen without reading anything), then sha256s.
+    ``digests`` caches them by (path, size, mtime), so a file is read once per version even
+    when the watcher looks again every few seconds.
+    """
     base = card_path(model_dir).parent
-    problems = []
-    if card.serve not in card.files:
-        problems.append(f"the card records no hash of {card.serve}")
+    problems = [] if card.serve in card.files else [f"the card records no hash of {card.serve}"]
+    stats: dict[str, os.stat_result] = {}
     for name, info in card.files.items():
-        path = base / name
         try:
-            if path.stat().st_size != info.bytes:
-                problems.append(f"{name}: {path.stat().st_size} bytes, the card says {info.bytes}")
-            elif sha256_file(path) != info.sha256:
-                problems.append(f"{name}: sha256 differs from the card's")
+            stats[name] = st = (base / name).stat()
         except OSError as exc:
             problems.append(f"{name}: {exc.strerror or exc}")
+            continue
+        if st.st_size != info.bytes:
+            problems.append(f"{name}: {st.st_size} bytes, the card says {info.bytes}")
+    if problems:
+        return problems
+    cache = {} if digests is None else digests
+    for name, info in card.files.items():
+        key = (str(base / name), stats[name].st_size, stats[name].st_mtime_ns)
+        try:
+            digest = cache.get(key) or sha256_file(base / name)
+        except OSError as exc:
+            problems.append(f"{name}: {exc.strerror or exc}")
+            continue
+        cache[key] = digest
+        if digest != info.sha256:
+            problems.append(f"{name}: sha256 differs from the card's")
     return problems
 
 
@@ -148,6 +167,7 @@ class ModelWatcher(Generic[M]):
         self.digest = digest  # of the card now served
         self._refused: str | None = None  # digest of a card that failed to load
         self._told: tuple[str, tuple[str, ...]] | None = None  # last mismatch logged
+        self._digests: dict[tuple[str, int, int], str] = {}  # file sha256s already computed
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.switches = 0
@@ -161,7 +181,7 @@ class ModelWatcher(Generic[M]):
             card = load_card(card_path(self.model_dir))
         except (CardError, OSError, ValueError) as exc:
             return self._refuse(digest, f"card unreadable: {exc}")
-        problems = check_files(self.model_dir, card)
+        problems = check_files(self.model_dir, card, self._digests)
         if problems:
             if self._told != (digest, tuple(problems)):
                 self._told = (digest, tuple(problems))
