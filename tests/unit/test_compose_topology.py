@@ -28,3 +28,5 @@ def test_compose_has_every_up_component_and_the_sim_behind_a_profile() -> None:
     assert sim["profiles"] == ["sim"]
     assert sim["environment"]["LINEWATCH_MQTT_URL"] == "mqtt://mosquitto:1883"
     assert set(sim["depends_on"]) == {"mosquitto"}  # a line needs the broker, not the DB
+    # like `up --sim`: it publishes once the processes it feeds listen
+    assert sim["command"][sim["command"].index("--wait-for") + 1] == "store,dispatch,edge"
