@@ -10,6 +10,7 @@ PYPROJECT_SHA := $(shell sha256sum pyproject.toml | cut -c1-16)
 STAMP := $(VENV)/.installed-$(PYPROJECT_SHA)
 LINT_PATHS := $(wildcard broker edge services migrations bench tests)
 PYTEST_ARGS ?=
+SIM_ARGS ?= --scenario tour
 TESTS ?= tests
 
 .PHONY: demo test lint bench soak clean venv
@@ -24,12 +25,12 @@ $(STAMP):
 	@touch $@
 
 # `linewatch model build` (it skips a model that is up to date; exit 3 = not in this build
-# yet), then the whole stack under the supervisor until Ctrl-C.
+# yet), then the whole stack under the supervisor, with the simulated line, until Ctrl-C.
 demo: venv
 	@rc=0; $(LW) model build || rc=$$?; \
 	if [ $$rc -eq 3 ]; then echo "make demo: 'linewatch model build' not available yet; skipped"; \
 	elif [ $$rc -ne 0 ]; then exit $$rc; fi
-	$(LW) up
+	$(LW) up --sim --sim-args "$(SIM_ARGS)"
 
 # All tiers but benchmarks. Exit status 5 (no tests collected) counts as success.
 test: venv

@@ -64,6 +64,8 @@ class EdgeSettings(CommonSettings):
     metrics_host: str = "127.0.0.1"
     thumbnail_px: int = Field(default=160, ge=16, le=512)
     thumbnail_bytes: int = Field(default=12_000, ge=1_000, le=256_000)
+    # seconds between looks at the model directory's card (a new one is switched to); 0: never
+    model_watch_s: float = Field(default=5.0, ge=0, le=3600)
 
     @field_validator("worker_id")
     @classmethod

@@ -46,6 +46,13 @@ from edge.frames import FrameStage
 from edge.gaps import GapTracker, SeqStatus
 from edge.heartbeat import Heartbeat, LoadMeter
 from edge.metrics import EdgeMetrics
+from edge.modelswitch import (
+    LoadedModel,
+    ModelWatcher,
+    SwitchingPipeline,
+    card_digest,
+    load_model,
+)
 from edge.outputs import Outputs
 from edge.pipeline import (
     FrameJob,
@@ -107,18 +114,17 @@ class EdgeWorker:
         self.banks = BankBook(
             default_bank, s.bank_frames, bank_builder() if s.bank_frames else None
         )
-        defaults = getattr(runner, "variations", None)
-        self.variations = (
-            VariationBook(defaults, s.variation_frames) if defaults is not None else None
-        )
-        self.pipeline = Pipeline(
-            runner,
-            self.banks,
-            self.thresholds,
-            PipelineConfig(
-                self.worker, thumbnail_px=s.thumbnail_px, thumbnail_bytes=s.thumbnail_bytes
-            ),
-            variations=self.variations,
+        self.variations = _variation_book(runner, s.variation_frames)
+        self.pipeline = SwitchingPipeline(
+            Pipeline(
+                runner,
+                self.banks,
+                self.thresholds,
+                PipelineConfig(
+                    self.worker, thumbnail_px=s.thumbnail_px, thumbnail_bytes=s.thumbnail_bytes
+                ),
+                variations=self.variations,
+            )
         )
         self.sensors = SensorPath(
             self.worker,
@@ -136,6 +142,7 @@ class EdgeWorker:
         self.liveness = Liveness(transport, self.worker, "edge", s.state_dir)  # sets the will
         self.heartbeat = Heartbeat(self.liveness, self._status_fields, s.heartbeat_s)
         self.model_version = runner.version
+        self.model_watch: ModelWatcher[LoadedModel] | None = None  # set by build_worker
         self._assignment_file = s.state_dir / f"{self.worker}.assignment.json"
         self._accepting = False
         self._stop = threading.Event()
@@ -177,6 +184,8 @@ class EdgeWorker:
         if self.settings.metrics_port:
             self.metrics.serve(self.settings.metrics_host, self.settings.metrics_port)
         self.heartbeat.birth()
+        if self.model_watch is not None:
+            self.model_watch.start()
         log.info(
             "edge worker %s started (model %s, max batch %d, max wait %.1f ms)",
             self.worker,
@@ -188,6 +197,8 @@ class EdgeWorker:
     def stop(self, timeout: float = 15.0) -> None:
         """Graceful: stop taking input, finish queued frames, flush, death, disconnect."""
         self._accepting = False  # new deliveries stay unacked: the broker redelivers them
+        if self.model_watch is not None:
+            self.model_watch.stop()
         self.batcher.close()
         deadline = time.monotonic() + timeout
         for th in self._threads:
@@ -208,6 +219,28 @@ class EdgeWorker:
         self.acks.stop()
         self.metrics.close()
         log.info("edge worker %s stopped", self.worker)
+
+    def switch_model(self, model: LoadedModel) -> None:
+        """Serve ``model`` from the next batch on, without a restart (edge/modelswitch.py).
+
+        Its card's thresholds become the defaults; per-camera changes made by operators are
+        kept (read back from the thresholds file). Banks start from the new model's default
+        bank: per-camera banks of the old model's features do not fit the new one.
+        """
+        s = self.settings
+        thresholds = ThresholdBook(
+            model.thresholds, self.worker, s.state_dir / f"{self.worker}.thresholds.json"
+        )
+        banks = BankBook(model.bank, s.bank_frames, bank_builder() if s.bank_frames else None)
+        variations = _variation_book(model.runner, s.variation_frames)
+        new = Pipeline(
+            model.runner, banks, thresholds, self.pipeline.current.config, variations=variations
+        )
+        old = self.pipeline.swap(new)
+        self.thresholds, self.banks, self.variations = thresholds, banks, variations
+        self.model_version = model.runner.version
+        self.heartbeat.now()  # announce the version at once
+        log.info("model switched: %s -> %s", old.runner.version, self.model_version)
 
     def _status_fields(self) -> dict[str, object]:
         depth = self.batcher.depth()
@@ -409,6 +442,12 @@ class EdgeWorker:
             self.out.readings(batch, pendings)
 
 
+def _variation_book(runner: object, frames: int) -> VariationBook | None:
+    """Per-camera variation models when the model card ships them (edge/variations.py)."""
+    defaults = getattr(runner, "variations", None)
+    return VariationBook(defaults, frames) if defaults is not None else None
+
+
 def build_worker(settings: EdgeSettings, transport: Transport) -> EdgeWorker:
     """Load the model (one session), calibrate the batch wait, and wire a worker.
 
@@ -417,6 +456,7 @@ def build_worker(settings: EdgeSettings, transport: Transport) -> EdgeWorker:
     bank scored 16 x slower with 2 BLAS threads than with 1).
     """
     threadpool_limits(1, user_api="blas")
+    digest = card_digest(settings.model_dir)  # before loading: a newer card is switched to
     runner = load_runner(settings.model_dir, settings.intra_threads)
     bank = runner.default_bank(required=settings.bank_frames == 0)
     single = single_latency_s(runner)
@@ -430,4 +470,12 @@ def build_worker(settings: EdgeSettings, transport: Transport) -> EdgeWorker:
         fps,
         max_wait * 1000,
     )
-    return EdgeWorker(settings, transport, runner, runner.thresholds, bank, max_wait, fps)
+    worker = EdgeWorker(settings, transport, runner, runner.thresholds, bank, max_wait, fps)
+    worker.model_watch = ModelWatcher(
+        settings.model_dir,
+        settings.model_watch_s,
+        lambda d: load_model(settings, d),
+        worker.switch_model,
+        digest,
+    )
+    return worker

@@ -25,6 +25,8 @@ class Component:
     only_embedded: bool = False
     argv: tuple[str, ...] = ()
     serves_http: bool = False  # `up` announces the URL this process listens on
+    opt_in: bool = False  # runs only when asked for (`--sim`, or named in `--only`)
+    finishes: bool = False  # exit status 0 means its work is done: not restarted
 
     @property
     def command(self) -> str | None:
@@ -48,7 +50,8 @@ COMPONENTS: tuple[Component, ...] = (
     Component("dispatch", ("dispatch",)),
     Component("edge-W1", ("edge", "--id", "W1")),
     Component("feed", ("feed",), serves_http=True),
-    Component("sim", ("sim",)),
+    # the simulated line publishes made-up frames: never into a real plant's broker unasked
+    Component("sim", ("sim",), opt_in=True, finishes=True),
 )
 
 
@@ -79,11 +82,13 @@ def select_components(
     available: Callable[[Component], bool],
     only: set[str] | None = None,
     without: set[str] | None = None,
+    wanted: set[str] | None = None,
 ) -> tuple[list[Component], list[tuple[Component, str]]]:
     """Which components to run, and the others with the reason they are left out.
 
     The embedded broker is infrastructure: it runs whenever it is needed, even with
-    ``--only``, unless ``--without broker`` says otherwise. Unknown names raise ValueError.
+    ``--only``, unless ``--without broker`` says otherwise. An opt-in component (the
+    simulator) runs only when it is in ``wanted`` or ``only``. Unknown names raise ValueError.
     """
     known = {c.name for c in components}
     if len(known) != len(components):
@@ -91,7 +96,7 @@ def select_components(
             {c.name for c in components if [d.name for d in components].count(c.name) > 1}
         )
         raise ValueError(f"duplicate component name(s): {', '.join(dupes)}")
-    unknown = sorted(((only or set()) | (without or set())) - known)
+    unknown = sorted(((only or set()) | (without or set()) | (wanted or set())) - known)
     if unknown:
         raise ValueError(
             f"unknown component(s): {', '.join(unknown)} "
@@ -106,11 +111,21 @@ def select_components(
             skipped.append((comp, "--without"))
         elif only is not None and comp.name not in only and not comp.only_embedded:
             skipped.append((comp, "not in --only"))
+        elif comp.opt_in and comp.name not in (wanted or set()) | (only or set()):
+            skipped.append((comp, f"opt-in: --{comp.name}"))
         elif not available(comp):
             skipped.append((comp, "not available in this build"))
         else:
             chosen.append(comp)
     return chosen, skipped
+
+
+def sim_options(chosen: Sequence[Component], given: Sequence[str]) -> tuple[str, ...]:
+    """Options of the simulator under `up`: wait for the store, dispatcher and edge workers
+    this run starts (frames sent before they listen would reach nobody), then ``given``
+    (which may override ``--wait-for``: the last one wins)."""
+    feeds = [r for r in ("store", "dispatch", "edge") if any(c.command == r for c in chosen)]
+    return (("--wait-for", ",".join(feeds)) if feeds else ()) + tuple(given)
 
 
 def load_extra_components(path: str | None) -> list[Component]:

@@ -49,15 +49,31 @@ class Child:
     restart_at: float | None = None
     exit_codes: list[int] = field(default_factory=list)
     announced_pid: int | None = None
+    url: str | None = None  # where it serves HTTP, once announced
 
-    def spawn(self, env: dict[str, str]) -> None:
-        self.proc = subprocess.Popen(
-            self.comp.child_argv(),
-            env=env,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-            preexec_fn=_die_with_parent,
-        )
+    def spawn(self, env: dict[str, str], log_dir: Path | None = None) -> None:
+        """Start the process; its stdout and stderr go to ``log_dir/<name>.log`` (appended)
+        when ``log_dir`` is given, else to the supervisor's own."""
+        out = None
+        if log_dir is not None:
+            log_dir.mkdir(parents=True, exist_ok=True)
+            out = (log_dir / f"{self.comp.name}.log").open("ab")
+            stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+            out.write(f"---- {stamp} linewatch up: starting {self.comp.display()}\n".encode())
+            out.flush()
+        try:
+            self.proc = subprocess.Popen(
+                self.comp.child_argv(),
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT if out is not None else None,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
+            )
+        finally:
+            if out is not None:
+                out.close()  # the child holds its own descriptor
         self.started_at = time.monotonic()
         self.restart_at = None
 
@@ -83,7 +99,11 @@ def listening(pid: int) -> list[tuple[str, int]]:
     return [addr for table in tables for addr in parse_listening(table, inodes)]
 
 
-def announce_http(child: Child) -> None:
+def _print(text: str) -> None:
+    print(text, flush=True)
+
+
+def announce_http(child: Child, say: Callable[[str], None] = _print) -> None:
     """Print the URL of a process that serves HTTP, once per pid, when it listens."""
     proc = child.proc
     if not child.comp.serves_http or proc is None or child.announced_pid == proc.pid:
@@ -91,15 +111,15 @@ def announce_http(child: Child) -> None:
     addrs = listening(proc.pid)
     if addrs:
         child.announced_pid = proc.pid
-        urls = ", ".join(sorted({http_url(h, p) for h, p in addrs}))
-        print(f"  {child.comp.name}  {urls}", flush=True)
+        urls = sorted({http_url(h, p) for h, p in addrs})
+        child.url = urls[0]
+        say(f"  {child.comp.name}  {', '.join(urls)}")
         if child.comp.name == "feed":  # the page shows alerts; acting on them needs a token
-            print(
+            say(
                 "  (to acknowledge or assign alerts: linewatch feed token create "
-                "--role operator --name YOU)",
-                flush=True,
+                "--role operator --name YOU)"
             )
-        log.info("%s listening: %s", child.comp.name, urls)
+        log.info("%s listening: %s", child.comp.name, ", ".join(urls))
 
 
 def wait_port(host: str, port: int, timeout: float, alive: Callable[[], bool]) -> bool:
@@ -121,12 +141,21 @@ class Supervisor:
     """Starts children, restarts crashed ones with backoff, stops them all on a signal."""
 
     def __init__(
-        self, children: list[Child], env: dict[str, str], *, restart: bool, stop_timeout: float
+        self,
+        children: list[Child],
+        env: dict[str, str],
+        *,
+        restart: bool,
+        stop_timeout: float,
+        log_dir: Path | None = None,
+        say: Callable[[str], None] = _print,
     ) -> None:
         self.children = children
         self.env = env
         self.restart = restart
         self.stop_timeout = stop_timeout
+        self.log_dir = log_dir  # None: children write to the supervisor's stdout and stderr
+        self.say = say
         self.stopping = threading.Event()
 
     def request_stop(self, signum: int, _frame: FrameType | None = None) -> None:
@@ -143,7 +172,7 @@ class Supervisor:
             if now >= next_look:
                 next_look = now + 1.0
                 for child in self.children:
-                    announce_http(child)
+                    announce_http(child, self.say)
             if not self.restart and all(c.proc is None for c in self.children):
                 break
             self.stopping.wait(0.1)
@@ -158,6 +187,9 @@ class Supervisor:
             child.exit_codes.append(code)
             child.signal_group(signal.SIGKILL)  # leftovers of the dead child's group
             child.proc = None
+            if code == 0 and child.comp.finishes:
+                log.info("%s finished after %.1fs", child.comp.name, uptime)
+                return
             if not self.restart:
                 log.warning(
                     "%s exited with status %s after %.1fs (--no-restart)",
@@ -188,7 +220,7 @@ class Supervisor:
     def spawn(self, child: Child) -> bool:
         """Start ``child``; False (logged) when it cannot even be started."""
         try:
-            child.spawn(self.env)
+            child.spawn(self.env, self.log_dir)
             return True
         except OSError as exc:
             log.error("cannot start %s (%s): %s", child.comp.name, child.comp.display(), exc)

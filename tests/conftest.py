@@ -1,8 +1,9 @@
-"""Shared fixtures: real Mosquitto and Postgres endpoints (fail, not skip, when required)."""
+"""Shared fixtures: real Mosquitto, Postgres and Chromium (fail, not skip, when required)."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import uuid
 from collections.abc import Iterator
@@ -28,13 +29,31 @@ def _reachable(url: str, default_port: int) -> bool:
         return False
 
 
-def _need(url: str, port: int, what: str) -> None:
-    if _reachable(url, port):
-        return
-    msg = f"{what} not reachable at {url}"
+def _missing(msg: str) -> None:
+    """Skip, or fail when the run requires every service (`.ci/run`)."""
     if REQUIRE:
         pytest.fail(f"{msg} and LINEWATCH_REQUIRE_SERVICES=1", pytrace=False)
     pytest.skip(msg)
+
+
+def _need(url: str, port: int, what: str) -> None:
+    if not _reachable(url, port):
+        _missing(f"{what} not reachable at {url}")
+
+
+CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
+
+
+def find_chromium() -> str | None:
+    """The Chromium to drive: ``LINEWATCH_TEST_CHROMIUM``, else the first one on PATH."""
+    given = os.environ.get("LINEWATCH_TEST_CHROMIUM")
+    if given:
+        return given if os.access(given, os.X_OK) else None
+    for name in CHROMIUM_NAMES:
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
 
 
 @pytest.fixture(scope="session")
@@ -42,6 +61,21 @@ def mosquitto_url() -> str:
     """URL of the real Mosquitto the integration tier runs against."""
     _need(MQTT_URL, 1883, "Mosquitto")
     return MQTT_URL
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Path of a Chromium for the browser tests (with Playwright importable)."""
+    path = find_chromium()
+    if path is None:
+        where = os.environ.get("LINEWATCH_TEST_CHROMIUM") or "PATH: " + ", ".join(CHROMIUM_NAMES)
+        _missing(f"no Chromium found ({where}); .ci/run installs it (tests/e2e/NEEDS_CHROMIUM)")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        _missing("Playwright is not installed (pip install -e '.[dev]')")
+    assert path is not None
+    return path
 
 
 @pytest.fixture(scope="session")

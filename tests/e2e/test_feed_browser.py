@@ -14,7 +14,6 @@ pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
 SHOT = ROOT / "var" / "artifacts" / "feed.png"
-CHROMIUM = "/usr/bin/chromium"
 ARGS = [
     "--headless",
     "--no-sandbox",
@@ -27,16 +26,17 @@ ARGS = [
 ]
 
 
-def test_new_alert_appears_live_and_ack_records_the_actor(feed_stack: FeedStack) -> None:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing (tests/e2e/NEEDS_CHROMIUM asks .ci/run for it)")
+def test_new_alert_appears_live_and_ack_records_the_actor(
+    chromium: str, feed_stack: FeedStack
+) -> None:
+    # `chromium` comes first: without a browser the test skips before the stack starts
     from playwright.sync_api import expect, sync_playwright
 
     cam = feed_stack.camera("c1")
     frame = defect_frames(feed_stack.model_dir, 1)[0]
     flag_everything(feed_stack, cam)
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        browser = pw.chromium.launch(executable_path=chromium, args=ARGS, headless=True)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 900})
             page.goto(f"{feed_stack.url}/?token={feed_stack.token}")

@@ -73,7 +73,7 @@ def test_component_table_order_and_commands() -> None:
 
 def test_embedded_broker_only_without_external_url() -> None:
     chosen, skipped = select_components(COMPONENTS, embedded=True, available=_all)
-    assert _names(chosen) == _names(list(COMPONENTS))
+    assert _names(chosen) == _names(list(COMPONENTS))[:-1]  # all but the opt-in sim
     chosen, skipped = select_components(COMPONENTS, embedded=False, available=_all)
     assert "broker" not in _names(chosen)
     assert ("broker", "external broker in use") in [(c.name, why) for c, why in skipped]
@@ -90,8 +90,33 @@ def test_unavailable_components_are_left_out_with_a_reason() -> None:
         "dispatch",
         "edge-W1",
         "feed",
-        "sim",
     }
+    assert ("sim", "opt-in: --sim") in [(c.name, why) for c, why in skipped]
+
+
+def test_the_simulator_runs_only_when_asked_for() -> None:
+    chosen, _ = select_components(COMPONENTS, embedded=False, available=_all, wanted={"sim"})
+    assert _names(chosen) == ["store", "cluster", "dispatch", "edge-W1", "feed", "sim"]
+    chosen, _ = select_components(COMPONENTS, embedded=True, available=_all, only={"sim"})
+    assert _names(chosen) == ["broker", "sim"]
+    chosen, _ = select_components(
+        COMPONENTS, embedded=True, available=_all, wanted={"sim"}, without={"sim"}
+    )
+    assert "sim" not in _names(chosen)
+    from services.supervisor import _configured
+
+    sim = next(c for c in COMPONENTS if c.name == "sim")
+    assert _configured(sim, 1884, ()).display() == "linewatch sim"
+    given = _configured(sim, 1884, ("--scenario", "tour"))
+    assert given.display() == "linewatch sim --scenario tour" and given.opt_in and given.finishes
+    from services.upplan import sim_options
+
+    everything, _ = select_components(COMPONENTS, embedded=True, available=_all, wanted={"sim"})
+    assert sim_options(everything, ["--fps", "5"]) == (
+        "--wait-for", "store,dispatch,edge", "--fps", "5"
+    )  # fmt: skip
+    alone = [c for c in everything if c.name in ("broker", "sim")]
+    assert sim_options(alone, []) == ()
 
 
 def test_only_keeps_the_embedded_broker_and_without_removes_it() -> None:
