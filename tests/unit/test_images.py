@@ -120,7 +120,9 @@ def test_png_bad_structure() -> None:
 
 def test_png_too_many_chunks() -> None:
     many = chunk(b"tEXt", b"k\x00v") * (images.MAX_PNG_CHUNKS + 1)
-    assert reason(png(4, 4, body=many + chunk(b"IDAT", b"x"))) == "bad_image"
+    assert reason(png(4, 4, body=many + chunk(b"IDAT", b"x"))) == "decode_budget"
+    idats = chunk(b"IDAT", b"x") * (images.MAX_PNG_CHUNKS + 1)
+    assert reason(png(4, 4, body=idats)) == "bad_image"
 
 
 @pytest.mark.parametrize(
