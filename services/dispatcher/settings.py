@@ -65,6 +65,11 @@ class DispatchSettings(CommonSettings):
     discover_fps: float = Field(default=1.0, gt=0, allow_inf_nan=False)
     discover_hold_frames: int = Field(default=32, ge=0)
     discover_hold_bytes: int = Field(default=64 * 1024 * 1024, ge=0)
+    # Caps on discovery (over them: a dead letter per refused stream and an alert per site).
+    discover_max_streams: int = Field(default=1000, ge=0)
+    discover_max_per_site: int = Field(default=500, ge=0)
+    discover_max_per_window: int = Field(default=100, ge=0)
+    discover_window_s: float = Field(default=60.0, gt=0, allow_inf_nan=False)
     rate_window_s: float = Field(default=10.0, gt=0)
     rate_tolerance: float = Field(default=0.25, gt=0)
 
