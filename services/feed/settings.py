@@ -30,6 +30,10 @@ class FeedSettings(CommonSettings):
     feed_ticket_ttl_s: float = Field(default=300.0, ge=5, le=3600)
 
     @property
+    def uses_mqtt(self) -> bool:
+        return self.feed_mqtt
+
+    @property
     def hosts(self) -> list[str]:
         """The Host allow-list in effect."""
         if self.feed_allowed_hosts:

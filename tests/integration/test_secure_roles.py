@@ -143,7 +143,12 @@ def test_camera_cannot_pose_as_a_worker_for_the_dispatcher(
     made: list[MqttTransport],
 ) -> None:
     """The attack of finding 1: a camera identity publishes an edge birth with 1000 fps."""
-    settings = DispatchSettings(profile="secure", discover_streams=False, observe_rates=False)
+    settings = DispatchSettings(
+        profile="secure",
+        mqtt_url=f"mqtt://lw-dispatch:demo-dispatch@127.0.0.1:{secure_broker.port}",
+        discover_streams=False,
+        observe_rates=False,
+    )
     assert settings.worker_prefix == "edge-"
     disp_t = login(made, secure_broker, "lw-dispatch")
     disp = Dispatcher(settings, disp_t)
