@@ -113,11 +113,12 @@ def sniff(
     """
     kind = detect(data)
     if kind == "jpeg":
-        width, height, comps, scan_at, _ = _jpeg_header(data)
+        width, height, comps, scan_at, one_scan = _jpeg_header(data)
         _check_size(width, height, max_pixels, max_side)
         _check_bytes(width * height * comps, width, height, budget)
         _check_jpeg_end(data)
-        _check_jpeg_scans_budget(data, scan_at, width * height, budget)
+        if not one_scan:  # see _check_jpeg_scans_budget
+            _check_jpeg_scans_budget(data, scan_at, width * height, budget)
     elif kind == "png":
         width, height, row_bytes = _png_size(data)
         _check_size(width, height, max_pixels, max_side)
@@ -275,8 +276,16 @@ _ENTROPY_MARKER_RE = re.compile(rb"\xff[^\x00\xd0-\xd7]")
 def _check_jpeg_scans_budget(data: bytes, pos: int, pixels: int, budget: DecodeBudget) -> None:
     """Count the scans after the first one (to EOI); over ``max_scans``, or more pixel-passes
     than ``max_scan_pixels``, is ``decode_budget``: a progressive JPEG costs a pass per scan,
-    and a few bytes of scan (one EOB run) can cover the whole image."""
+    and a few bytes of scan (one EOB run) can cover the whole image. Called for progressive
+    and multi-scan JPEGs only: when the first scan is sequential and holds every component,
+    libjpeg refuses any further scan (JERR_EOI_EXPECTED) instead of decoding it, so a
+    baseline camera frame is never walked past its header."""
     limit = min(budget.max_scans, max(1, budget.max_scan_pixels // max(1, pixels)))
+    # Fast path (memchr speed): every SOS marker holds the bytes FF DA, and entropy-coded
+    # data never does (an FF there is stuffed as FF 00), so this count is never below the
+    # true number of scans; only a COM/APP segment after the first scan can inflate it.
+    if data.count(b"\xff\xda", pos) + 1 <= limit:
+        return
     scans, segments = 1, 0
     while (m := _ENTROPY_MARKER_RE.search(data, pos)) is not None:
         pos = _FILL_RE.match(data, m.start()).end()  # type: ignore[union-attr]  # always matches
@@ -375,7 +384,8 @@ def _scan_layout(data: bytes, budget: DecodeBudget) -> bool:
     width, height, comps, scan_at, one_scan = _jpeg_header(data)
     _check_bytes(width * height * comps, width, height, budget)
     _check_jpeg_end(data)
-    _check_jpeg_scans_budget(data, scan_at, width * height, budget)
+    if not one_scan:
+        _check_jpeg_scans_budget(data, scan_at, width * height, budget)
     return one_scan
 
 
