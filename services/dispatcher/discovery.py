@@ -1,23 +1,22 @@
-"""Stream discovery: a camera or sensor that starts publishing is placed without configuration.
+"""Stream discovery: a camera or sensor that starts publishing is placed without configuration."""
 
-The dispatcher watches every input topic at QoS 0 (a copy, no session queue). A stream it has
-never heard of becomes a *discovered* stream (expected ``discover_fps`` until its verdicts show
-the real rate) and triggers a decision. Until a live worker reports the stream in its status
-(``WorkerStatus.streams``, sent right after it subscribed), nobody inspects what the stream
-publishes, so the leading dispatcher **holds** those messages (bounded per stream and in
-bytes) and republishes them, with their MQTT v5 properties, once the owner serves the stream.
-What the bounds push out is recorded as an ``unassigned`` gap (counted, unsequenced), so the
-first frame of a new camera is inspected and nothing is dropped silently.
-
-Discovery is bounded (``Caps``): at most ``per_site`` streams per site and ``total`` in all,
-and at most ``per_window`` new ones per site in ``window_s``. A stream over a cap is refused:
-not placed, not held, remembered (bounded) so its later inputs cost nothing, and reported
-(a dead letter per refused stream, at most ``max_reports`` per window, the rest counted;
-an alert per site with refusals, at most one per site per window). O(1) work per input.
-
-Pure bookkeeping (no transport, thread-safety is the caller's lock): the service feeds it
-topics, statuses and time, and publishes what it returns.
-"""
+# The dispatcher watches every input topic at QoS 0 (a copy, no session queue). A stream it has
+# never heard of becomes a *discovered* stream (expected ``discover_fps`` until its verdicts show
+# the real rate) and triggers a decision. Until a live worker reports the stream in its status
+# (``WorkerStatus.streams``, sent right after it subscribed), nobody inspects what the stream
+# publishes, so the leading dispatcher **holds** those messages (bounded per stream and in
+# bytes) and republishes them, with their MQTT v5 properties, once the owner serves the stream.
+# What the bounds push out is recorded as an ``unassigned`` gap (counted, unsequenced), so the
+# first frame of a new camera is inspected and nothing is dropped silently.
+#
+# Discovery is bounded (``Caps``): at most ``per_site`` streams per site and ``total`` in all,
+# and at most ``per_window`` new ones per site in ``window_s``. A stream over a cap is refused:
+# not placed, not held, remembered (bounded) so its later inputs cost nothing, and reported
+# (a dead letter per refused stream, at most ``max_reports`` per window, the rest counted;
+# an alert per site with refusals, at most one per site per window). O(1) work per input.
+#
+# Pure bookkeeping (no transport, thread-safety is the caller's lock): the service feeds it
+# topics, statuses and time, and publishes what it returns.
 
 from __future__ import annotations
 

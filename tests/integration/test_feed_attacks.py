@@ -1,8 +1,7 @@
-"""Findings 4, 5, 7, 10, 11, 12: the feed under attack (real uvicorn, secure profile, SQLite).
+"""Findings 4, 5, 7, 10, 11, 12: the feed under attack (real uvicorn, secure profile, SQLite)."""
 
-The SSE flood is scaled down (300 attempts, caps 40 in all / 8 per token) by default;
-``LINEWATCH_FLOOD_FULL=1`` runs the issue's 2,000 attempts against the default caps.
-"""
+# The SSE flood is scaled down (300 attempts, caps 40 in all / 8 per token) by default;
+# ``LINEWATCH_FLOOD_FULL=1`` runs the issue's 2,000 attempts against the default caps.
 
 from __future__ import annotations
 

@@ -1,9 +1,8 @@
-"""Findings 1 and 8: every role x topic cell of broker/secure/acl, against real Mosquitto.
+"""Findings 1 and 8: every role x topic cell of broker/secure/acl, against real Mosquitto."""
 
-Each identity tries to publish on every probe topic (allowed: PUBACK; refused: "not
-authorized"), and reads every probe published by an allowed writer. The shipped ACL and
-password files are used as they are (test_secure_profile.py's private broker).
-"""
+# Each identity tries to publish on every probe topic (allowed: PUBACK; refused: "not
+# authorized"), and reads every probe published by an allowed writer. The shipped ACL and
+# password files are used as they are (test_secure_profile.py's private broker).
 
 from __future__ import annotations
 

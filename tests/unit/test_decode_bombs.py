@@ -1,8 +1,7 @@
-"""Finding 2: decode bombs on one camera are dead-lettered by the budget; others keep pace.
+"""Finding 2: decode bombs on one camera are dead-lettered by the budget; others keep pace."""
 
-The flood here is scaled down (a few seconds); ``LINEWATCH_FLOOD_FULL=1`` runs the issue's
-full size (10 bombs/s for 30 s). Latency is measured publish -> verdict on the observer.
-"""
+# The flood here is scaled down (a few seconds); ``LINEWATCH_FLOOD_FULL=1`` runs the issue's
+# full size (10 bombs/s for 30 s). Latency is measured publish -> verdict on the observer.
 
 from __future__ import annotations
 

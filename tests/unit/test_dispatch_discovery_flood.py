@@ -1,7 +1,6 @@
-"""Finding 3: a flood of made-up stream ids is capped, reported, and never starves failover.
+"""Finding 3: a flood of made-up stream ids is capped, reported, and never starves failover."""
 
-Default run: 4,000 ids in 2.5 s; ``LINEWATCH_FLOOD_FULL=1``: the issue's 20,000 ids in 5 s.
-"""
+# Default run: 4,000 ids in 2.5 s; ``LINEWATCH_FLOOD_FULL=1``: the issue's 20,000 ids in 5 s.
 
 from __future__ import annotations
 

@@ -1,8 +1,9 @@
-"""Findings 6 and 13: the secure profile refuses credential-less broker URLs in every
-component, the embedded broker refuses to run there, and no secret in any URL form is printed.
+"""Findings 6 and 13: no anonymous broker in the secure profile; no secret printed from a URL."""
 
-Each attack runs the real ``linewatch`` command line (a subprocess, bounded by a timeout).
-"""
+# Every component refuses a credential-less broker URL there, the embedded broker refuses to
+# run there, and no secret in any URL form is printed.
+
+# Each attack runs the real ``linewatch`` command line (a subprocess, bounded by a timeout).
 
 from __future__ import annotations
 
