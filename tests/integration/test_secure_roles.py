@@ -8,18 +8,26 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from _buskit import PrivateMosquitto
 from helpers import wait_for
-from test_secure_profile import login, secure_broker  # noqa: F401  (module fixture)
+from test_secure_profile import _passwords, login, secure_broker  # noqa: F401  (fixture)
 
 from broker.codecs import encode
+from broker.liveness import Liveness
 from broker.messages import FamilyUpdate, WorkerStatus, utcnow
-from broker.mqtt import MqttTransport
+from broker.mqtt import MqttTransport, connect
 from broker.transport import Inbound
 from services.dispatcher.service import Dispatcher
 from services.dispatcher.settings import DispatchSettings
+from services.feed import auth
+from services.feed.app import create_app
+from services.feed.settings import FeedSettings
+from services.store.engine import make_engine, upgrade
+from services.store.rows import plan
+from services.store.writer import Prepared, write_prepared
 
 pytestmark = pytest.mark.integration
 
@@ -198,3 +206,58 @@ def test_forged_family_update_from_the_feed_is_refused(
     ).wait(5)
     wait_for(lambda: store.topics, 5, what="the owner's update reaches the store")
     assert store.topics == {"lw/v1/_sys/family/F9"}
+
+
+def test_feed_curation_and_liveness_work_in_the_secure_profile(
+    secure_broker: PrivateMosquitto,  # noqa: F811
+    made: list[MqttTransport],
+    tmp_path: Path,
+) -> None:
+    """Finding 8's other half: PATCH /api/families answered 503 (the ACL refused the feed's
+    family-control topic). The feed now runs as lw-feed: birth on its own status topic, the
+    request reaches the clustering identity, nothing lands on a family topic."""
+    from fastapi.testclient import TestClient
+
+    url = f"sqlite:///{tmp_path / 'feed.db'}"
+    upgrade(url)
+    engine = make_engine(url)
+    now = utcnow()
+    fam = FamilyUpdate(
+        family="F1", name="f", event="created", size=1, first_seen=now, last_seen=now, ts=now
+    )
+    p = plan(fam)
+    assert p is not None
+    prep = Prepared(rows=dict(p.rows))
+    with engine.begin() as conn:
+        write_prepared(conn, prep)
+    cluster_inbox, store_inbox = Recorder(), Recorder()
+    login(made, secure_broker, "lw-cluster").subscribe("lw/v1/_sys/control/family", cluster_inbox)
+    login(made, secure_broker, "lw-store").subscribe("lw/v1/_sys/#", store_inbox)
+    pw = _passwords()["lw-feed"]
+    settings = FeedSettings(
+        db_url=url, profile="secure", mqtt_url=f"mqtt://lw-feed:{pw}@127.0.0.1:{secure_broker.port}"
+    )
+    feed_t = connect(settings, "feed-main")  # as `linewatch feed` does
+    made.append(feed_t)
+    liveness = Liveness(feed_t, "feed-main", "feed", tmp_path / "state")
+    feed_t.start()
+    liveness.birth()
+    app = create_app(settings, engine=engine, transport=feed_t, escalate=False)
+    op = auth.create(engine, "operator", "alice")
+    try:
+        with TestClient(app, base_url="http://localhost") as c:
+            r = c.patch(
+                "/api/families/F1",
+                json={"name": "edge chip"},
+                headers={"Authorization": f"Bearer {op}"},
+            )
+            assert r.status_code == 200, r.text
+        wait_for(lambda: cluster_inbox.topics, 5, what="the request reaches lw-cluster")
+        wait_for(
+            lambda: "lw/v1/_sys/status/feed-main" in store_inbox.topics,
+            5,
+            what="the feed's birth stored",
+        )
+        assert not any(t.startswith("lw/v1/_sys/family/") for t in store_inbox.topics)
+    finally:
+        engine.dispose()
