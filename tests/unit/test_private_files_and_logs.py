@@ -31,8 +31,8 @@ def _mode(p: Path) -> int:
 def test_the_cli_creates_the_database_private(tmp_path: Path) -> None:
     """The attack of finding 14: another local user reads the SQLite file (0644 before)."""
     db = tmp_path / "new" / "lw.db"
-    env = {**os.environ, "PYTHONPATH": str(REPO), "LINEWATCH_DB_URL": f"sqlite:///{db}"}
-    env.pop("LINEWATCH_CONFIG", None)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LINEWATCH_")}
+    env.update({"PYTHONPATH": str(REPO), "LINEWATCH_DB_URL": f"sqlite:///{db}"})
     done = subprocess.run(
         [sys.executable, "-m", "services.cli", "db", "upgrade"],
         env=env,

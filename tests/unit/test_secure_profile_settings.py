@@ -27,8 +27,8 @@ REPO = Path(__file__).resolve().parents[2]
 def linewatch(
     *args: str, env: dict[str, str], timeout: float = 30
 ) -> subprocess.CompletedProcess[str]:
-    full = {**os.environ, "PYTHONPATH": str(REPO), **env}
-    full.pop("LINEWATCH_CONFIG", None)
+    full = {k: v for k, v in os.environ.items() if not k.startswith("LINEWATCH_")}
+    full.update({"PYTHONPATH": str(REPO), **env})
     return subprocess.run(
         [sys.executable, "-m", "services.cli", *args],
         env=full,
@@ -75,8 +75,7 @@ def test_every_component_refuses_to_start_anonymous_in_the_secure_profile(
 ) -> None:
     """The attack: LINEWATCH_PROFILE=secure with no broker URL (the embedded default)."""
     env = {"LINEWATCH_PROFILE": "secure", "LINEWATCH_DATA_DIR": str(tmp_path)}
-    env["LINEWATCH_DB_URL"] = f"sqlite:///{tmp_path / 'x.db'}"
-    os.environ.pop("LINEWATCH_MQTT_URL", None)
+    env["LINEWATCH_DB_URL"] = f"sqlite:///{tmp_path / 'x.db'}"  # and no LINEWATCH_MQTT_URL
     done = linewatch(*cmd, env=env)
     assert done.returncode == 2, (done.stdout, done.stderr)
     assert "secure profile needs a user name and password" in done.stderr
