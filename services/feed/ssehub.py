@@ -173,7 +173,7 @@ class StreamHub:
         if not tokens:
             return
         with self.engine.connect() as conn:
-            gone = {t for t in tokens if queries.lookup_token(conn, t) is None}
+            gone = set(tokens) - queries.live_tokens(conn, tokens)
         with self._lock:
             self._revoked |= gone & set(self._tokens)
 

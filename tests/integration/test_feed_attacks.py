@@ -303,3 +303,13 @@ def test_malformed_parameters_are_4xx(feed: Feed, path: str, headers: dict[str, 
         r = c.get(path, headers=headers)
     assert 400 <= r.status_code < 500, (r.status_code, r.text)
     assert set(r.json()) == {"error", "detail"}
+
+
+def test_one_token_cannot_flood_out_the_tickets_of_others(feed: Feed) -> None:
+    with feed.client(feed.operator) as op, feed.client(feed.viewer) as v:
+        theirs = op.post("/api/stream/ticket").json()["ticket"]
+        mine = [v.post("/api/stream/ticket").json()["ticket"] for _ in range(40)]
+    with feed.client() as anon:
+        assert anon.get("/api/whoami", params={"ticket": theirs}).json()["name"] == "alice"
+        assert anon.get("/api/whoami", params={"ticket": mine[-1]}).status_code == 200
+        assert anon.get("/api/whoami", params={"ticket": mine[0]}).status_code == 401
