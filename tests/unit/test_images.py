@@ -6,6 +6,7 @@ import io
 import struct
 import time
 import zlib
+from typing import Any
 
 import pytest
 from PIL import Image
@@ -40,7 +41,7 @@ def png(
     return images.PNG_SIGNATURE + chunk(b"IHDR", ihdr) + idat + chunk(b"IEND", b"") + extra
 
 
-def reason(data: bytes, **kw: int) -> str:
+def reason(data: bytes, **kw: Any) -> str:
     with pytest.raises(ImageError) as info:
         sniff(data, **kw)
     assert info.value.detail
