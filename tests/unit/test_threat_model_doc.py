@@ -17,6 +17,7 @@ ATTACK_FILES = {
     "unit/test_secure_profile_settings.py",
     "integration/test_secure_roles.py",
     "integration/test_feed_attacks.py",
+    "integration/test_decode_bombs_mqtt.py",
 }
 
 
