@@ -18,6 +18,7 @@ ATTACK_FILES = {
     "integration/test_secure_roles.py",
     "integration/test_feed_attacks.py",
     "integration/test_decode_bombs_mqtt.py",
+    "integration/test_discovery_flood_mqtt.py",
 }
 
 
