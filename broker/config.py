@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -47,13 +48,52 @@ class MqttUrl:
         return cls(parts.hostname, port, tls, user, pw)
 
 
+# Query parameters that carry secrets in database/broker URLs (libpq: password, sslpassword).
+_SECRET_PARAM = re.compile(r"pass|secret|token|pwd|credential", re.IGNORECASE)
+_QUERY_PAIR = re.compile(r"([?&;])([^=&;#]*)=([^&;#]*)")
+
+
+def _url_secrets(url: str) -> list[str]:
+    """The secret strings in ``url`` (user-info password, secret query values), as written
+    and percent-decoded, longest first."""
+    try:
+        parts = urlsplit(url)
+        found = [parts.password] if parts.password else []
+        found += [v for k, v in parse_qsl(parts.query, keep_blank_values=False) if _is_secret(k)]
+        found += [m.group(3) for m in _QUERY_PAIR.finditer(url) if _is_secret(m.group(2))]
+    except ValueError:
+        return []
+    both = {x for f in found if f for x in (f, unquote(f))}
+    return sorted(both, key=len, reverse=True)
+
+
+def _is_secret(name: str) -> bool:
+    return bool(_SECRET_PARAM.search(unquote(name)))
+
+
 def redact_url(url: str) -> str:
-    """The URL with any password replaced by ``***``, safe to log."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return parts._replace(netloc=netloc).geturl()
+    """The URL with any password, in the user info or as a query parameter (``?password=``,
+    ``sslpassword=``, …), replaced by ``***``: safe to log."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "(unparsable URL)"
+    if parts.password is not None:
+        user, _, host = parts.netloc.rpartition("@")
+        netloc = f"{user.partition(':')[0]}:***@{host}"
+        url = parts._replace(netloc=netloc).geturl()
+    return _QUERY_PAIR.sub(
+        lambda m: f"{m.group(1)}{m.group(2)}=***" if _is_secret(m.group(2)) else m.group(0), url
+    )
+
+
+def redact_text(text: str, *urls: str) -> str:
+    """``text`` (an error message, say) with every secret of ``urls`` replaced by ``***``,
+    whatever form the URL took in it (a driver may quote or re-render it)."""
+    for url in urls:
+        for secret in _url_secrets(url):
+            text = text.replace(secret, "***")
+    return text
 
 
 class CommonSettings(BaseSettings):
@@ -88,6 +128,24 @@ class CommonSettings(BaseSettings):
             )
         return v
 
+    @model_validator(mode="after")
+    def _secure_profile(self) -> CommonSettings:
+        if self.profile == "secure" and self.uses_mqtt:
+            url = MqttUrl.parse(self.mqtt_url)
+            if not url.username or not url.password:
+                raise ValueError(
+                    "the secure profile needs a user name and password in LINEWATCH_MQTT_URL "
+                    "(mqtt://USER:PASSWORD@host:1883 or mqtts://…; see broker/secure/): "
+                    "anonymous or credential-less broker connections are refused"
+                )
+        return self
+
+    @property
+    def uses_mqtt(self) -> bool:
+        """Whether this process connects to the broker (the secure profile then demands
+        credentials); a process that can run without the bus overrides it."""
+        return True
+
     @property
     def mqtt(self) -> MqttUrl:
         return MqttUrl.parse(self.mqtt_url)
@@ -112,7 +170,28 @@ class CommonSettings(BaseSettings):
         return tuple(sources)
 
 
-S = TypeVar("S", bound=CommonSettings)
+class ProfileSettings(BaseSettings):
+    """Only the profile (for processes that have no other settings, like the embedded
+    broker): LINEWATCH_PROFILE or the TOML file."""
+
+    model_config = SettingsConfigDict(env_prefix="LINEWATCH_", extra="ignore")
+    profile: str = Field(default="demo", pattern=r"^(demo|secure)$")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return CommonSettings.settings_customise_sources(
+            settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings
+        )
+
+
+S = TypeVar("S", bound=BaseSettings)
 
 
 class SettingsError(SystemExit):

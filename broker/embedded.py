@@ -15,7 +15,7 @@ from amqtt.adapters import ReaderAdapter, StreamWriterAdapter
 from amqtt.broker import Broker
 
 from broker.amqtt_broker import SESSION_EXPIRY_S, DemoAuthPlugin, LineWatchBroker
-from broker.config import EMBEDDED_PORT
+from broker.config import EMBEDDED_PORT, ProfileSettings, load_settings
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +151,13 @@ async def serve(host: str, port: int, stop: asyncio.Event) -> None:
 
 def main(argv: list[str]) -> int:
     args = _parse(argv)
+    if load_settings(ProfileSettings).profile == "secure":
+        print(
+            "linewatch broker: the embedded broker has no authentication and is refused in the "
+            "secure profile (LINEWATCH_PROFILE=secure); run Mosquitto with broker/secure/",
+            file=sys.stderr,
+        )
+        return 2
     busy = _port_free(args.host, args.port)
     if busy is not None:
         print(

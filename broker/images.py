@@ -1,13 +1,14 @@
-"""Image header sniffing (JPEG/PNG) without decoding the body: format, size, truncation.
+"""Image header sniffing (JPEG/PNG) and the decode budget, without decoding the body."""
 
-``sniff`` (used by the codecs) never imports Pillow. ``check_jpeg_scan`` is the one Pillow-based
-check here, for the place that decodes the image anyway (the edge worker): a JPEG cut short
-and closed with EOI again passes ``sniff`` and decodes to grey without any Pillow error.
-"""
+# ``sniff`` (used by the codecs) never imports Pillow. It enforces the decode budget
+# (``DecodeBudget``: pixels, decoded bytes, JPEG scan count and pixel-passes, PNG chunks) before
+# any decoder runs, so a decompression bomb is dead-lettered at the adapter. ``check_jpeg_scan``
+# is the one Pillow-based check here, for the place that decodes the image anyway (the edge
+# worker): a JPEG cut short and closed with EOI again passes ``sniff`` and decodes to grey
+# without any Pillow error; it also bounds the decoder's CPU time per frame.
 
 from __future__ import annotations
 
-import io
 import re
 import struct
 import zlib
@@ -18,10 +19,10 @@ if TYPE_CHECKING:
     from PIL import Image
 
 Encoding = Literal["jpeg", "png"]
-DEFAULT_MAX_PIXELS = 40_000_000
+DEFAULT_MAX_PIXELS = 16_777_216  # 4096 x 4096: eight decoded RGB frames stay under 400 MB
 DEFAULT_MAX_SIDE = 16384
 MAX_TRAILING_ZEROS = 16  # some cameras pad a JPEG after EOI; more than this is suspicious
-MAX_JPEG_SEGMENTS = 1024
+MAX_JPEG_SEGMENTS = 1024  # header segments before the first scan
 MAX_PNG_CHUNKS = 16384
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -57,6 +58,27 @@ class ImageError(ValueError):
 
 
 @dataclass(frozen=True)
+class DecodeBudget:
+    """What one frame may cost the decoder, judged from its headers before any decode.
+
+    ``max_decoded_bytes``: width x height x bytes per pixel as the decoder will hold it.
+    ``max_scans``: scans in a JPEG (a progressive one is decoded once per scan; libjpeg
+    writes 6-10, mozjpeg up to ~15). ``max_scan_pixels``: pixels x scans, the work of a
+    progressive decode. ``max_png_ancillary``: non-IDAT chunks. ``max_cpu_s``: the decoder's
+    CPU time per frame (``decode_jpeg``/``check_jpeg_scan``), a backstop behind the others.
+    """
+
+    max_decoded_bytes: int = 3 * DEFAULT_MAX_PIXELS  # 48 MiB: 4096 x 4096 RGB
+    max_scans: int = 32
+    max_scan_pixels: int = 12 * DEFAULT_MAX_PIXELS
+    max_png_ancillary: int = 256
+    max_cpu_s: float = 2.0
+
+
+DEFAULT_BUDGET = DecodeBudget()
+
+
+@dataclass(frozen=True)
 class ImageInfo:
     """What the header says: format and size (the body is not decoded)."""
 
@@ -75,25 +97,42 @@ def detect(data: bytes) -> Encoding | None:
 
 
 def sniff(
-    data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, max_side: int = DEFAULT_MAX_SIDE
+    data: bytes,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_side: int = DEFAULT_MAX_SIDE,
+    budget: DecodeBudget = DEFAULT_BUDGET,
 ) -> ImageInfo:
-    """Check the header and framing of a JPEG/PNG and return its size; raise ImageError.
+    """Check the header, framing and decode budget of a JPEG/PNG and return its size; raise
+    ImageError (``image_too_large`` for size, ``decode_budget`` for the work it would take).
 
     Size limits are checked before truncation, so a bomb header alone reads ``image_too_large``.
     """
     kind = detect(data)
     if kind == "jpeg":
-        width, height, _ = _jpeg_size(data)
+        width, height, comps, scan_at, one_scan = _jpeg_header(data)
+        _check_size(width, height, max_pixels, max_side)
+        _check_bytes(width * height * comps, width, height, budget)
+        _check_jpeg_end(data)
+        if not one_scan:  # see _check_jpeg_scans_budget
+            _check_jpeg_scans_budget(data, scan_at, width * height, budget)
     elif kind == "png":
-        width, height = _png_size(data)
+        width, height, row_bytes = _png_size(data)
+        _check_size(width, height, max_pixels, max_side)
+        _check_bytes(row_bytes * height, width, height, budget)
+        _check_png_chunks(data, budget)
     else:
         raise _unknown(data)
-    _check_size(width, height, max_pixels, max_side)
-    if kind == "jpeg":
-        _check_jpeg_end(data)
-    else:
-        _check_png_chunks(data)
     return ImageInfo(kind, width, height)
+
+
+def _check_bytes(decoded: int, width: int, height: int, budget: DecodeBudget) -> None:
+    if decoded > budget.max_decoded_bytes:
+        raise ImageError(
+            "image_too_large",
+            f"image {width}x{height} decodes to {decoded} bytes, over the budget of "
+            f"{budget.max_decoded_bytes}",
+        )
 
 
 def _unknown(data: bytes) -> ImageError:
@@ -122,7 +161,11 @@ def _check_size(width: int, height: int, max_pixels: int, max_side: int) -> None
 # ---- PNG -----------------------------------------------------------------------------------
 
 
-def _png_size(data: bytes) -> tuple[int, int]:
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+
+
+def _png_size(data: bytes) -> tuple[int, int, int]:
+    """Width, height and the bytes of one decoded row (as the decoder holds it)."""
     if len(data) < 33:
         raise ImageError("image_truncated", "PNG ends inside its IHDR header")
     length, ctype = struct.unpack_from(">I4s", data, 8)
@@ -138,12 +181,14 @@ def _png_size(data: bytes) -> tuple[int, int]:
             f"PNG IHDR invalid (colour {colour}, depth {depth}, "
             f"compression {comp}, filter {filt}, interlace {interlace})",
         )
-    return width, height
+    channels = 3 if colour == 3 else _PNG_CHANNELS[colour]  # a palette expands to RGB(A)
+    return width, height, width * channels * max(1, depth // 8)
 
 
-def _check_png_chunks(data: bytes) -> None:
-    """Walk the chunk list (bounded): lengths must fit, IDAT present, a complete IEND last."""
-    pos, end, seen_idat = 8, len(data), False
+def _check_png_chunks(data: bytes, budget: DecodeBudget = DEFAULT_BUDGET) -> None:
+    """Walk the chunk list (bounded): lengths must fit, IDAT present, a complete IEND last,
+    at most ``budget.max_png_ancillary`` chunks other than IDAT."""
+    pos, end, seen_idat, ancillary = 8, len(data), False, 0
     for _ in range(MAX_PNG_CHUNKS):
         if pos + 12 > end:
             raise ImageError("image_truncated", f"PNG ends at byte {end} without an IEND chunk")
@@ -161,7 +206,15 @@ def _check_png_chunks(data: bytes) -> None:
             if not seen_idat:
                 raise ImageError("bad_image", "PNG has no IDAT chunk")
             return
-        seen_idat = seen_idat or ctype == b"IDAT"
+        if ctype == b"IDAT":
+            seen_idat = True
+        else:
+            ancillary += 1
+            if ancillary > budget.max_png_ancillary:
+                raise ImageError(
+                    "decode_budget",
+                    f"PNG has more than {budget.max_png_ancillary} chunks besides IDAT",
+                )
         pos = nxt
     raise ImageError("bad_image", f"PNG has more than {MAX_PNG_CHUNKS} chunks")
 
@@ -169,9 +222,10 @@ def _check_png_chunks(data: bytes) -> None:
 # ---- JPEG ----------------------------------------------------------------------------------
 
 
-def _jpeg_size(data: bytes) -> tuple[int, int, bool]:
-    """Walk marker segments from SOI up to the first scan; return the SOFn size and whether
-    the image is ONE sequential scan holding every component (the usual camera JPEG)."""
+def _jpeg_header(data: bytes) -> tuple[int, int, int, int, bool]:
+    """Walk marker segments from SOI up to the first scan; return the SOFn size and component
+    count, where the first scan's entropy-coded data starts, and whether the image is ONE
+    sequential scan holding every component (the usual camera JPEG)."""
     pos, end, size, sequential = 2, len(data), None, False
     for _ in range(MAX_JPEG_SEGMENTS):
         if pos >= end:
@@ -187,23 +241,72 @@ def _jpeg_size(data: bytes) -> tuple[int, int, bool]:
             continue
         if marker in (0x00, 0xD8, 0xD9):
             raise ImageError("bad_image", f"JPEG marker {marker:#04x} misplaced at byte {pos - 1}")
-        if pos + 2 > end:
-            raise ImageError("image_truncated", "JPEG ends inside a segment length")
-        seg_len = int.from_bytes(data[pos : pos + 2], "big")
-        if seg_len < 2:
-            raise ImageError("bad_image", f"JPEG segment length {seg_len} at byte {pos}")
-        if pos + seg_len > end:
-            raise ImageError("image_truncated", f"JPEG segment {marker:#04x} runs past the end")
+        seg_len = _segment_length(data, pos, marker)
         if marker == 0xDA:  # start of scan: entropy-coded data follows
             if size is None:
                 raise ImageError("bad_image", "JPEG scan before any frame header (SOFn)")
             one_scan = sequential and seg_len > 2 and data[pos + 2] == size[2]
-            return size[0], size[1], one_scan
+            return size[0], size[1], size[2], pos + seg_len, one_scan
         if marker in _JPEG_SUPPORTED_SOF or marker in _JPEG_OTHER_SOF:
             size = _jpeg_sof(data, pos, seg_len, marker)
             sequential = marker != 0xC2
         pos += seg_len
     raise ImageError("bad_image", f"JPEG has more than {MAX_JPEG_SEGMENTS} header segments")
+
+
+def _segment_length(data: bytes, pos: int, marker: int) -> int:
+    if pos + 2 > len(data):
+        raise ImageError("image_truncated", "JPEG ends inside a segment length")
+    seg_len = int.from_bytes(data[pos : pos + 2], "big")
+    if seg_len < 2:
+        raise ImageError("bad_image", f"JPEG segment length {seg_len} at byte {pos}")
+    if pos + seg_len > len(data):
+        raise ImageError("image_truncated", f"JPEG segment {marker:#04x} runs past the end")
+    return seg_len
+
+
+# A marker inside or after entropy-coded data: FF then anything but a stuffed 00 or a restart
+# marker RSTn (FF fill bytes are skipped in one step). A C-level search: linear in the file.
+_ENTROPY_MARKER_RE = re.compile(rb"\xff[^\x00\xd0-\xd7]")
+
+
+def _check_jpeg_scans_budget(data: bytes, pos: int, pixels: int, budget: DecodeBudget) -> None:
+    """Count the scans after the first one (to EOI); over ``max_scans``, or more pixel-passes
+    than ``max_scan_pixels``, is ``decode_budget``: a progressive JPEG costs a pass per scan,
+    and a few bytes of scan (one EOB run) can cover the whole image. Called for progressive
+    and multi-scan JPEGs only: when the first scan is sequential and holds every component,
+    libjpeg refuses any further scan (JERR_EOI_EXPECTED) instead of decoding it, so a
+    baseline camera frame is never walked past its header."""
+    limit = min(budget.max_scans, max(1, budget.max_scan_pixels // max(1, pixels)))
+    # Fast path (memchr speed): every SOS marker holds the bytes FF DA, and entropy-coded
+    # data never does (an FF there is stuffed as FF 00), so this count is never below the
+    # true number of scans; only a COM/APP segment after the first scan can inflate it.
+    if data.count(b"\xff\xda", pos) + 1 <= limit:
+        return
+    scans, segments = 1, 0
+    while (m := _ENTROPY_MARKER_RE.search(data, pos)) is not None:
+        pos = _FILL_RE.match(data, m.start()).end()  # type: ignore[union-attr]  # always matches
+        if pos >= len(data):
+            return  # fill bytes to the end: _check_jpeg_end has judged the EOI already
+        marker, pos = data[pos], pos + 1
+        if marker in (0x00, *range(0xD0, 0xD8)):  # a stuffed 00 or RSTn after fill bytes
+            continue
+        if marker == 0xD9:
+            return
+        if marker == 0x01:  # TEM: no length
+            continue
+        segments += 1
+        if segments > MAX_JPEG_SEGMENTS:
+            raise ImageError("decode_budget", f"JPEG has more than {MAX_JPEG_SEGMENTS} segments")
+        if marker == 0xDA:
+            scans += 1
+            if scans > limit:
+                raise ImageError(
+                    "decode_budget",
+                    f"JPEG has more than {limit} scans for {pixels} pixels (budget: "
+                    f"{budget.max_scans} scans, {budget.max_scan_pixels} pixel-passes)",
+                )
+        pos += _segment_length(data, pos, marker)
 
 
 def _jpeg_sof(data: bytes, pos: int, seg_len: int, marker: int) -> tuple[int, int, int]:
@@ -231,110 +334,19 @@ def _check_jpeg_end(data: bytes) -> None:
         raise ImageError("image_truncated", "JPEG does not end with the EOI marker (FFD9)")
 
 
-# check_jpeg_scan. A JPEG cut short and then closed with EOI (FFD9) again frames like a
-# complete one; libjpeg (inside Pillow) decodes it without an error, filling the missing blocks
-# with flat grey. Only the entropy-coded data tells: it must hold every block of the image.
-# Pillow reports nothing about it, so the scan is decoded here:
-# - one interleaved sequential scan (baseline camera JPEGs): EOI is replaced by a few non-marker
-#   bytes and the scan decoded at 1/8 scale (Huffman decoding, DC-only IDCT). A complete scan
-#   ends before those bytes (libjpeg then skips them looking for the next marker and finishes);
-#   a cut one runs out of data before its last block and the decoder asks for more. Only a cut
-#   inside the last MCU (a few dozen bytes at most) can go unseen.
-# - progressive or multi-scan JPEGs (libjpeg reads them whole up to EOI before output): the
-#   image is decoded twice at full size, as sent and with those bytes inserted before EOI. In a
-#   complete file the bytes lie after the last scan and change nothing; in a cut one they are
-#   decoded into the missing blocks and change the picture.
-_SCAN_FILLER = bytes((37 * i + 11) % 255 for i in range(8))  # no 0xFF: never a marker
-_PIL_DONE = -1  # Pillow decoder status: image complete
+# ---- decoding (Pillow): broker/jpegdecode.py ------------------------------------------------
 
 
-def check_jpeg_scan(data: bytes) -> None:
-    """Raise ImageError (``image_truncated``) when the entropy-coded data of a JPEG does not
-    hold every block of the image, even though the file ends with EOI; ``bad_image`` when the
-    header walk or the decoder refuses it. Decodes the scan with Pillow at 1/8 scale (about a
-    third of a full decode for a baseline JPEG, two full decodes for a progressive one). Call
-    it where the image is decoded anyway, not in the codecs, which stay Pillow-free; where the
-    pixels are needed, ``decode_jpeg`` checks for the price of the decode alone."""
-    _check_jpeg_scans(data, _scan_layout(data), draft=True)
+def check_jpeg_scan(data: bytes, budget: DecodeBudget = DEFAULT_BUDGET) -> None:
+    """See ``broker.jpegdecode.check_jpeg_scan`` (imported here lazily: no Pillow for the
+    codecs)."""
+    from broker import jpegdecode
+
+    jpegdecode.check_jpeg_scan(data, budget)
 
 
-def decode_jpeg(data: bytes) -> Image.Image:
-    """Decode a JPEG with Pillow and return the image (mode and size as ``Image.open`` gives
-    them, pixels loaded), raising ImageError like ``check_jpeg_scan``. A baseline JPEG is
-    decoded once, as fast as ``Image.open(...).load()``; a progressive one twice."""
-    image = _check_jpeg_scans(data, _scan_layout(data), draft=False)
-    assert image is not None
-    return image
+def decode_jpeg(data: bytes, budget: DecodeBudget = DEFAULT_BUDGET) -> Image.Image:
+    """See ``broker.jpegdecode.decode_jpeg``."""
+    from broker import jpegdecode
 
-
-def _scan_layout(data: bytes) -> bool:
-    """True for one interleaved sequential scan; ImageError for what ``sniff`` rejects."""
-    if detect(data) != "jpeg":
-        raise ImageError("bad_image", "not a JPEG")
-    _, _, one_scan = _jpeg_size(data)
-    _check_jpeg_end(data)
-    return one_scan
-
-
-def _check_jpeg_scans(data: bytes, one_scan: bool, *, draft: bool) -> Image.Image | None:
-    # A cut may leave half of a stuffed FF00 pair; FF fill bytes may precede a marker anyway.
-    body = data[: data.rindex(JPEG_EOI)].rstrip(b"\xff")
-    try:
-        if one_scan:
-            status, image = _pil_decode(body + _SCAN_FILLER, draft=draft)
-            complete = status == _PIL_DONE
-        else:
-            status, image = _pil_decode(data, draft=False)
-            complete = False
-            if status == _PIL_DONE and image is not None:
-                status, filled = _pil_decode(body + _SCAN_FILLER + JPEG_EOI, draft=False)
-                complete = (
-                    status == _PIL_DONE
-                    and filled is not None
-                    and image.tobytes() == filled.tobytes()
-                )
-    except ImageError:
-        raise
-    except Exception as exc:  # Pillow's own parser refused what the header walk accepted
-        raise ImageError("bad_image", f"JPEG not decodable: {exc}") from None
-    if complete:
-        return image
-    if status in (0, _PIL_DONE):  # the decoder wanted more data, or the filler changed pixels
-        raise ImageError(
-            "image_truncated",
-            "JPEG scan data ends before the last block (cut short, EOI re-appended)",
-        )
-    raise ImageError("bad_image", f"JPEG scan data is corrupt (decoder status {status})")
-
-
-def _pil_decode(data: bytes, *, draft: bool) -> tuple[int, Image.Image | None]:
-    """Run Pillow's JPEG decoder over ``data`` (at 1/8 scale with ``draft``); return a status
-    (-1 done, 0 wants more data than there is, < -1 decoder error) and, when done, the image.
-    The decoder is driven directly so that ``ImageFile.LOAD_TRUNCATED_IMAGES`` (a
-    process-wide switch) cannot hide a short file."""
-    from PIL import Image  # here, not at the top: the codecs import this module, never Pillow
-
-    with Image.open(io.BytesIO(data), formats=("JPEG",)) as im:
-        if draft:
-            im.draft(None, (1, 1))
-        (name, extents, offset, args), *rest = im.tile
-        if rest:
-            raise ImageError("bad_image", "JPEG has more than one tile")
-        decoder = Image._getdecoder(im.mode, name, args, im.decoderconfig)
-        pixels = Image.new(im.mode, im.size)
-        pixels.info = dict(im.info)
-        try:
-            decoder.setimage(pixels.im, extents)
-            buf = data[offset:]
-            while True:
-                n, err = decoder.decode(buf)
-                if n < 0:
-                    status = _PIL_DONE if err == 0 else min(err, -2)
-                    break
-                if n == 0:
-                    status = 0
-                    break
-                buf = buf[n:]
-        finally:
-            decoder.cleanup()
-    return status, pixels if status == _PIL_DONE else None
+    return jpegdecode.decode_jpeg(data, budget)

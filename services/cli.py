@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
+
+from broker import logsafe
 
 # name -> (module, one-line help). Each module exposes `main(argv: list[str]) -> int` and
 # parses its own options, so parts never edit each other's argument parsers.
@@ -60,6 +63,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    logsafe.install()  # a newline from the wire never forges a log line
+    os.umask(0o077)  # databases, evidence, state files: readable by this user only
     fn = resolve(name)
     if fn is None:
         print(f"linewatch {name}: not yet available in this build", file=sys.stderr)

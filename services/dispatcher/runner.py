@@ -8,7 +8,7 @@ import sys
 import threading
 from types import FrameType
 
-from broker.config import load_settings, redact_url
+from broker.config import load_settings, redact_text, redact_url
 from broker.liveness import Liveness
 from services.dispatcher.ports import AssignmentStore, LeaderLock
 from services.dispatcher.service import Dispatcher
@@ -34,7 +34,10 @@ def run_forever(dispatcher_id: str | None = None) -> int:
     try:
         lock, store = _sql(settings)
     except Exception as exc:  # SchemaBehind, unreachable DB: say so and exit non-zero
-        print(f"linewatch dispatch: database {redact_url(settings.db_url)}: {exc}", file=sys.stderr)
+        detail = redact_text(str(exc), settings.db_url)
+        print(
+            f"linewatch dispatch: database {redact_url(settings.db_url)}: {detail}", file=sys.stderr
+        )
         return 2
     d = Dispatcher(settings, transport, liveness=liveness, lock=lock, store=store)
     done = threading.Event()

@@ -26,9 +26,10 @@ from broker.topics import (
 )
 from broker.transport import Inbound, Published, Transport
 from services.dispatcher import decide as dec
-from services.dispatcher.discovery import Discovery, HeldInput
+from services.dispatcher.discovery import Caps, Discovery, HeldInput
 from services.dispatcher.model import StreamInfo, WorkerInfo
 from services.dispatcher.ports import AssignmentStore, Held, LeaderLock, capacity_moved
+from services.dispatcher.refusals import refusal_messages
 from services.dispatcher.settings import DispatchSettings, StreamSpec
 from services.dispatcher.triggers import (
     CoolDown,
@@ -67,7 +68,7 @@ class Dispatcher:
         self._status: dict[str, WorkerStatus] = {}
         self._held: dict[str, Held] = {}
         self._epoch = 0
-        self._pending: list[str] = []
+        self._pending: dict[str, None] = {}  # trigger reasons, in order (O(1) add)
         self._pending_since: float | None = None
         self._leader = False
         self._started_at = 0.0
@@ -79,7 +80,15 @@ class Dispatcher:
         self._rates = RateTracker(settings.rate_window_s)
         self._configured = frozenset(s.id for s in settings.streams)
         self._disc = Discovery(
-            settings.discover_fps, settings.discover_hold_frames, settings.discover_hold_bytes
+            settings.discover_fps,
+            settings.discover_hold_frames,
+            settings.discover_hold_bytes,
+            Caps(
+                settings.discover_max_per_site,
+                settings.discover_max_streams,
+                settings.discover_max_per_window,
+                settings.discover_window_s,
+            ),
         )
         self._alerted: tuple[object, ...] = ((), ())
         self._stop = threading.Event()
@@ -209,9 +218,15 @@ class Dispatcher:
         if stream is not None:
             key = stream.key
             with self._lock:
-                if self._disc.learn(key, self._configured):
+                learned = self._disc.learn(
+                    key, self._configured, self._clock(), msg.topic, msg.payload[:64]
+                )
+                if learned == "new":
                     log.info("dispatcher: discovered stream %s", key)
                     self._add(f"discover:{key}")
+                elif learned != "known":  # over a discovery cap: reported by the tick
+                    msg.ack()
+                    return
                 if self._leader and not self._disc.served(key):
                     self._disc.hold(key, HeldInput(msg.topic, msg.payload, dict(msg.properties)))
         msg.ack()
@@ -229,7 +244,15 @@ class Dispatcher:
         with self._lock:
             ready = self._disc.release()
             lost = self._disc.take_overflow() if self._leader else self._disc.drop_all()
+            refused, counts = self._disc.take_refusals(self._clock())
             epoch = self._epoch
+        if refused or counts:
+            log.warning(
+                "dispatcher: discovery caps refused %d stream(s)",
+                sum(n for n, _ in counts.values()),
+            )
+            for topic, payload in refusal_messages(refused, counts, self.id, utcnow()):
+                self.t.publish(topic, payload)
         for item in ready:
             self.t.publish(item.topic, item.payload, properties=item.properties or None)
         for key, count in lost.items():
@@ -251,8 +274,7 @@ class Dispatcher:
     # ---- the decision loop -------------------------------------------------------------
 
     def _add(self, reason: str) -> None:
-        if reason not in self._pending:
-            self._pending.append(reason)
+        self._pending[reason] = None
         if self._pending_since is None:
             self._pending_since = self._clock()
 
@@ -336,10 +358,11 @@ class Dispatcher:
             return
         self._marks["rates"] = now
         rates = {s: r for h in self._held.values() for s, r in h.rates.items()}
+        current = self._current()  # once: per stream it made this loop quadratic
         for spec in self._specs():
             planned = self._fps.get(spec.id, spec.fps)
             seen = self._rates.fps(spec.id, now)
-            if spec.id in self._current() and rate_changed(
+            if spec.id in current and rate_changed(
                 planned, seen, rates.get(spec.id, 1.0), self.s.rate_tolerance
             ):
                 assert seen is not None
@@ -379,8 +402,8 @@ class Dispatcher:
 
     def _decide(self, now: float) -> None:
         with self._lock:
-            trigger = ",".join(self._pending)[:200]
-            self._pending, self._pending_since = [], None
+            trigger = ",".join(list(self._pending)[:20])[:200]
+            self._pending, self._pending_since = {}, None
             view = self._view(now)
         params = dec.Params(
             self.s.target_utilisation,

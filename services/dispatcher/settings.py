@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from broker.config import CommonSettings
 from broker.topics import ALL_FRAMES, ALL_SENSORS, ROOT, StreamRef, TopicError
@@ -28,10 +28,16 @@ class StreamSpec(BaseModel):
             raise ValueError(str(exc)) from None
 
 
+# The secure profile's worker role: broker/secure/acl grants lw/v1/_sys/status/edge-{n} to the
+# identity edge-{n} alone, so only a worker-role identity can announce a worker id with it.
+SECURE_WORKER_PREFIX = "edge-"
+
+
 class DispatchSettings(CommonSettings):
     """What `linewatch dispatch run` reads. ``streams`` is a JSON list in
     LINEWATCH_STREAMS, or ``[[streams]]`` tables in the TOML file. Only edge workers whose id
-    starts with ``worker_prefix`` are managed (several fleets may share one broker)."""
+    starts with ``worker_prefix`` are managed (several fleets may share one broker); in the
+    secure profile an empty prefix means ``edge-``, the worker role's identities."""
 
     dispatcher_id: str = Field(default="dispatch-1", pattern=r"^[A-Za-z0-9_-]{1,64}$")
     streams: list[StreamSpec] = Field(default_factory=list)
@@ -59,8 +65,19 @@ class DispatchSettings(CommonSettings):
     discover_fps: float = Field(default=1.0, gt=0, allow_inf_nan=False)
     discover_hold_frames: int = Field(default=32, ge=0)
     discover_hold_bytes: int = Field(default=64 * 1024 * 1024, ge=0)
+    # Caps on discovery (over them: a dead letter per refused stream and an alert per site).
+    discover_max_streams: int = Field(default=1000, ge=0)
+    discover_max_per_site: int = Field(default=500, ge=0)
+    discover_max_per_window: int = Field(default=100, ge=0)
+    discover_window_s: float = Field(default=60.0, gt=0, allow_inf_nan=False)
     rate_window_s: float = Field(default=10.0, gt=0)
     rate_tolerance: float = Field(default=0.25, gt=0)
+
+    @model_validator(mode="after")
+    def _secure_worker_role(self) -> DispatchSettings:
+        if self.profile == "secure" and not self.worker_prefix:
+            self.worker_prefix = SECURE_WORKER_PREFIX
+        return self
 
     @field_validator("discover_topics")
     @classmethod

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.feed.auth import Operator, Reader
-from services.feed.deps import ID_PATTERN, AlertId, engine_of
+from services.feed.deps import ID_PATTERN, AlertId, engine_of, image_response
 from services.feed.errors import ApiError
 from services.store import alert_ops as ops
 from services.store import alerts as al
@@ -53,10 +53,14 @@ class SuppressionBody(Strict):
     reason: str = Field(min_length=1, max_length=1000)
 
 
-def _utc(ts: datetime | None) -> datetime | None:
+def _utc(ts: datetime | None, name: str = "timestamp") -> datetime | None:
+    """``ts`` in UTC; 400 for one that has no UTC form (year 1 at +14:00 is year 0)."""
     if ts is None:
         return None
-    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+    try:
+        return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+    except (OverflowError, ValueError):
+        raise ApiError(400, "bad_request", f"{name} {ts.isoformat()} is out of range") from None
 
 
 def _with_urls(alert: dict[str, Any]) -> dict[str, Any]:
@@ -88,7 +92,7 @@ def list_alerts(
         station=station,
         family=family,
         kind=kind,
-        since=_utc(since),
+        since=_utc(since, "since"),
         limit=limit,
         offset=offset,
     )
@@ -118,7 +122,7 @@ def alert_image(request: Request, alert_id: AlertId, _who: Reader) -> Response:
         found = queries.image_for_alert(conn, alert_id)
     if found is None:
         raise ApiError(404, "not_found", f"alert {alert_id} has no evidence image")
-    return Response(found[0], media_type=found[1], headers={"Cache-Control": "max-age=3600"})
+    return image_response(found[0], f"alert {alert_id}")
 
 
 def _act(request: Request, alert_id: int, action: str, actor: str, **kw: Any) -> dict[str, Any]:
@@ -172,12 +176,12 @@ def resolve(
 def add_suppression(request: Request, who: Operator, body: SuppressionBody) -> dict[str, Any]:
     """A maintenance window: events of that line/station are kept but raise no alert."""
     now = datetime.now(UTC)
-    starts = _utc(body.starts_at) or now
+    starts = _utc(body.starts_at, "starts_at") or now
     if body.ends_at is not None and body.duration_min is not None:
         raise ApiError(422, "invalid", "give ends_at or duration_min, not both")
     if abs(starts - now) > MAX_AHEAD:
         raise ApiError(422, "invalid", "starts_at must be within a year of now")
-    ends = _utc(body.ends_at) or (
+    ends = _utc(body.ends_at, "ends_at") or (
         starts + timedelta(minutes=body.duration_min) if body.duration_min else None
     )
     if ends is None:

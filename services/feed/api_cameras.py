@@ -13,7 +13,7 @@ from broker import topics
 from broker.messages import ThresholdControl
 from broker.topics import Kind, StreamRef, TopicError
 from services.feed.auth import Operator, Reader
-from services.feed.deps import engine_of, publish
+from services.feed.deps import engine_of, image_response, publish
 from services.feed.errors import ApiError
 from services.store import queries
 
@@ -86,4 +86,4 @@ def frame_image(
         found = queries.image_for_frame(conn, frame_id)
     if found is None:
         raise ApiError(404, "not_found", f"frame {frame_id} has no evidence image")
-    return Response(found[0], media_type=found[1], headers={"Cache-Control": "max-age=3600"})
+    return image_response(found[0], f"frame {frame_id}")

@@ -8,17 +8,20 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine
 
 from broker.transport import Transport
 from services.feed import api_alerts, api_cameras, api_families, api_lines, api_stream, errors
-from services.feed.auth import Reader
+from services.feed.auth import Reader, reader
+from services.feed.guard import Guard
 from services.feed.metrics import FeedMetrics
 from services.feed.page import HERE, render
 from services.feed.settings import FeedSettings
+from services.feed.ssehub import StreamHub
+from services.feed.tickets import TicketBook
 from services.store import alert_ops as ops
 from services.store import alerts as al
 from services.store import queries
@@ -72,6 +75,12 @@ def create_app(
         engine = make_engine(settings.db_url)
     metrics = FeedMetrics()
     escalator = Escalator(engine, settings, metrics)
+    hub = StreamHub(
+        engine,
+        poll_s=settings.feed_poll_ms / 1000.0,
+        max_total=settings.feed_sse_max,
+        max_per_key=settings.feed_sse_max_per_token,
+    )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -80,20 +89,29 @@ def create_app(
         try:
             yield
         finally:
+            hub.stop()
             if escalate:
                 escalator.stop()
 
+    # Swagger UI (/docs) would load its script from a CDN onto the origin whose localStorage
+    # holds the operator token, and no installed package ships its assets: it is off. The
+    # OpenAPI description is served like any read (a token in the secure profile).
     app = FastAPI(
         title="LineWatch operator feed",
         version="1",
         description="Alerts, defect families, lines and workers; live SSE stream. "
         "Viewers read, operators act (Authorization: Bearer <token>).",
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
     )
     app.state.settings, app.state.engine, app.state.transport = settings, engine, transport
-    app.state.metrics, app.state.escalator = metrics, escalator
+    app.state.metrics, app.state.escalator, app.state.hub = metrics, escalator, hub
+    app.state.tickets = TicketBook(settings.feed_ticket_ttl_s)
     errors.install(app)
     app.middleware("http")(metrics.middleware)
+    app.add_middleware(Guard, allowed_hosts=settings.hosts, max_body=settings.feed_max_body_bytes)
     for module in (api_alerts, api_families, api_lines, api_cameras, api_stream):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
@@ -113,21 +131,33 @@ def _basic_routes(
         )
         return HTMLResponse(html, headers={"Cache-Control": "no-store"})
 
+    @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(reader)])
+    def openapi() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
     @app.get("/healthz", tags=["ops"])
     def healthz(request: Request) -> JSONResponse:
-        """200 when the database answers; reports the bus state (the feed reads SQL only)."""
+        """200 when the database answers; reports the bus state (the feed reads SQL only).
+        Without a token where reads need one, only the status (for health checks)."""
         transport = request.app.state.transport
         bus = None if transport is None else bool(transport.connected)
         try:
             with engine.connect() as conn:
                 last = queries.last_event_id(conn)
         except Exception as exc:
-            return JSONResponse(
-                {"status": "unhealthy", "db": False, "bus": bus, "detail": type(exc).__name__}, 503
-            )
-        return JSONResponse({"status": "ok", "db": True, "bus": bus, "last_event_id": last})
+            body: dict[str, Any] = {"status": "unhealthy", "db": False, "bus": bus}
+            body["detail"] = type(exc).__name__
+            return JSONResponse(_public(request, body), 503)
+        body = {"status": "ok", "db": True, "bus": bus, "last_event_id": last}
+        return JSONResponse(_public(request, body))
 
-    @app.get("/metrics", tags=["ops"], response_class=Response)
+    def _public(request: Request, body: dict[str, Any]) -> dict[str, Any]:
+        if settings.reads_need_token and request.headers.get("authorization") is None:
+            return {"status": body["status"]}
+        reader(request)  # a token given must be valid
+        return body
+
+    @app.get("/metrics", tags=["ops"], response_class=Response, dependencies=[Depends(reader)])
     def metrics_endpoint() -> Response:
         try:
             with engine.connect() as conn:

@@ -41,7 +41,9 @@ def create(engine: Engine, role: str, name: str) -> str:
     return token
 
 
-def _presented(request: Request, *, allow_query: bool) -> str | None:
+def _presented(request: Request, *, allow_ticket: bool) -> str | None:
+    """The token of the request: the Authorization header, or for reads the token behind a
+    ``?ticket=`` (a token itself is never taken from a URL)."""
     header = request.headers.get("authorization")
     if header:
         scheme, _, value = header.partition(" ")
@@ -53,8 +55,14 @@ def _presented(request: Request, *, allow_query: bool) -> str | None:
                 {"WWW-Authenticate": "Bearer"},
             )
         return value.strip()
-    if allow_query:  # EventSource and <img> cannot send headers
-        return request.query_params.get("token") or None
+    ticket = request.query_params.get("ticket") if allow_ticket else None
+    if ticket:  # EventSource and <img> cannot send headers
+        token = request.app.state.tickets.token(ticket[:100])
+        if token is None:
+            raise ApiError(
+                401, "unauthorized", "unknown or expired ticket", {"WWW-Authenticate": "Bearer"}
+            )
+        return str(token)
     return None
 
 
@@ -74,8 +82,10 @@ def _resolve(request: Request, token: str) -> Principal:
 
 
 def reader(request: Request) -> Principal:
-    """A viewer or operator; anonymous too when reads are open (demo profile)."""
-    token = _presented(request, allow_query=True)
+    """A viewer or operator; anonymous too when reads are open (demo profile). The token it
+    presented is kept in ``request.state.token`` (None for anonymous)."""
+    token = _presented(request, allow_ticket=True)
+    request.state.token = token
     if token is None:
         if request.app.state.settings.reads_need_token:
             raise ApiError(
@@ -90,7 +100,8 @@ def reader(request: Request) -> Principal:
 
 def operator(request: Request) -> Principal:
     """An operator token in the Authorization header (every write records its name)."""
-    token = _presented(request, allow_query=False)
+    token = _presented(request, allow_ticket=False)
+    request.state.token = token
     if token is None:
         raise ApiError(
             401,

@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from fastapi import Path, Request
+from fastapi import Path, Request, Response
 from sqlalchemy import Engine
 
+from broker import images
 from broker.codecs import encode
 from broker.messages import Msg
 from services.feed.errors import ApiError
@@ -38,3 +39,19 @@ def publish(request: Request, topic: str, msg: Msg) -> None:
             "bus_unavailable",
             f"the broker did not acknowledge the request within {timeout:.0f}s",
         )
+
+
+def image_response(data: bytes, what: str) -> Response:
+    """Evidence bytes as an image: the type from the bytes themselves (never the stored
+    label), cached only by the operator's own browser, and nothing but a JPEG/PNG served."""
+    kind = images.detect(data)
+    if kind is None:
+        raise ApiError(404, "not_found", f"{what} has no evidence image")
+    return Response(
+        data,
+        media_type=f"image/{kind}",
+        headers={
+            "Cache-Control": "private, max-age=3600",
+            "Content-Security-Policy": "default-src 'none'; sandbox",
+        },
+    )

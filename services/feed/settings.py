@@ -22,6 +22,26 @@ class FeedSettings(CommonSettings):
     feed_lines_window_s: float = Field(default=300.0, ge=10, le=86_400)
     feed_publish_timeout_s: float = Field(default=5.0, gt=0, le=60)
     feed_mqtt: bool = True  # False: no bus (threshold and curation requests answer 503)
+    # Host headers served (DNS rebinding): "*" = any. Default: loopback names and feed_host.
+    feed_allowed_hosts: list[str] = Field(default_factory=list)
+    feed_max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
+    feed_sse_max: int = Field(default=200, ge=1, le=100_000)  # open /api/stream in all
+    feed_sse_max_per_token: int = Field(default=8, ge=1, le=10_000)  # per token or address
+    feed_ticket_ttl_s: float = Field(default=300.0, ge=5, le=3600)
+
+    @property
+    def uses_mqtt(self) -> bool:
+        return self.feed_mqtt
+
+    @property
+    def hosts(self) -> list[str]:
+        """The Host allow-list in effect."""
+        if self.feed_allowed_hosts:
+            return self.feed_allowed_hosts
+        names = ["localhost", "127.0.0.1", "::1"]
+        if self.feed_host not in ("0.0.0.0", "::", ""):
+            names.append(self.feed_host)
+        return names
 
     @property
     def reads_need_token(self) -> bool:

@@ -11,9 +11,11 @@ from typing import Any
 import anyio
 from sqlalchemy import Engine
 
+from services.feed.ssehub import BATCH, StreamHub
 from services.store import queries
 
-BATCH = 200
+WAKE_S = 0.25  # an idle stream's wake-up: revocation and ping checks
+
 _STEP = ("event_id", "action", "actor", "at", "note", "event_assignee", "event_key")
 
 
@@ -69,26 +71,37 @@ async def tail(
     poll_s: float,
     ping_s: float,
     disconnected: Callable[[], Awaitable[bool]],
+    hub: StreamHub | None = None,
+    token: str | None = None,
 ) -> AsyncIterator[str]:
-    """Yield every lifecycle event after ``after_id`` (from now when None), forever."""
+    """Yield every lifecycle event after ``after_id`` (from now when None) until the client
+    goes or ``token`` is revoked. With ``hub``, events come from its shared tail in memory
+    (SQL only to catch up from an old resume point)."""
     if after_id is None:
         after_id = await anyio.to_thread.run_sync(_last_id, engine)
     last = after_id
     yield f"retry: 1000\n: resuming after {last}\n\n"
     quiet_since = time.monotonic()
     while not await disconnected():
-        rows = await anyio.to_thread.run_sync(_fetch, engine, last)
+        if hub is not None and token is not None and hub.revoked(token):
+            return
+        rows = None if hub is None else hub.after(last)
+        if rows is None:
+            rows = await anyio.to_thread.run_sync(_fetch, engine, last)
         for row in rows:
             yield format_event(row)
             last = row["event_id"]
         if rows:
             quiet_since = time.monotonic()
-            if len(rows) == BATCH:
+            if len(rows) >= BATCH:
                 continue
         elif time.monotonic() - quiet_since >= ping_s:
             quiet_since = time.monotonic()
             yield ": ping\n\n"
-        await anyio.sleep(poll_s)
+        if hub is None or hub.after(last) is None:
+            await anyio.sleep(poll_s)
+        else:  # asleep until the hub has rows after ``last`` (revocation checked 4x/s)
+            await hub.wait(last, min(WAKE_S, ping_s))
 
 
 def _last_id(engine: Engine) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from broker.config import CommonSettings, load_settings, redact_url
+from broker.config import CommonSettings, load_settings, redact_text, redact_url
 from services.store import engine as eng
 
 
@@ -36,7 +36,8 @@ def main(argv: list[str]) -> int:
         finally:
             engine.dispose()
     except Exception as exc:  # an unreachable database, an unknown revision, ...
-        print(f"linewatch db {args.cmd}: {shown}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        detail = redact_text(f"{type(exc).__name__}: {exc}", url)
+        print(f"linewatch db {args.cmd}: {shown}: {detail}", file=sys.stderr)
         return 1
     head = eng.head_revision()
     state = "up to date" if current == head else "behind: run `linewatch db upgrade`"

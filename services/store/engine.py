@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +64,7 @@ def make_engine(
 def _sqlite_engine(url: URL, sync: str, busy_ms: int, immediate: bool, **kwargs: Any) -> Engine:
     db = url.database
     if db and db != ":memory:" and not db.startswith("file:"):
-        Path(db).parent.mkdir(parents=True, exist_ok=True)
+        _private_file(Path(db))
     connect_args = dict(kwargs.pop("connect_args", {}))
     connect_args.setdefault("timeout", busy_ms / 1000)
     connect_args.setdefault("check_same_thread", False)
@@ -88,6 +90,16 @@ def _sqlite_engine(url: URL, sync: str, busy_ms: int, immediate: bool, **kwargs:
     return engine
 
 
+def _private_file(path: Path) -> None:
+    """Create the database file (and a missing directory) readable by this user only: it
+    holds evidence images, the audit trail and token hashes. SQLite gives its -wal and -shm
+    files the database file's mode. An existing file keeps its mode."""
+    if not path.parent.exists():
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+
+
 def is_sqlite(engine_or_conn: Any) -> bool:
     return bool(engine_or_conn.dialect.name == "sqlite")
 
@@ -101,7 +113,9 @@ def alembic_config(url: str) -> Any:
 
     cfg = Config()
     cfg.set_main_option("script_location", str(migrations_dir()))
-    cfg.set_main_option("sqlalchemy.url", normalize_url(url).render_as_string(False))
+    # configparser interpolates '%': a percent-encoded password (p%40ss) must be doubled
+    rendered = normalize_url(url).render_as_string(False).replace("%", "%%")
+    cfg.set_main_option("sqlalchemy.url", rendered)
     cfg.attributes["db_url"] = url
     return cfg
 

@@ -302,6 +302,17 @@ def lookup_token(conn: Connection, token: str) -> tuple[str, str] | None:
     return (row.name, row.role) if row else None
 
 
+def live_tokens(conn: Connection, tokens: list[str]) -> set[str]:
+    """Those of ``tokens`` that exist and are not revoked (one query for all)."""
+    by_hash = {token_hash(t): t for t in tokens}
+    if not by_hash:
+        return set()
+    t = s.T_TOKENS
+    q = select(t.c.token_hash).where(t.c.token_hash.in_(list(by_hash)), t.c.revoked_at.is_(None))
+    found: list[str] = list(conn.execute(q).scalars())
+    return {by_hash[h] for h in found}
+
+
 def revoke_token(conn: Connection, name: str) -> int:
     t = s.T_TOKENS
     res = conn.execute(

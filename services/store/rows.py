@@ -6,6 +6,8 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
+from broker import images
+from broker.images import ImageError
 from broker.messages import (
     Alert,
     Assignment,
@@ -201,11 +203,37 @@ def _gap(p: Planned, m: Gap) -> None:
     )
 
 
+EVIDENCE_MAX_SIDE = 1024  # thumbnails are small pictures (the edge sends <= 160 px)
+
+
+def evidence_type(data: bytes) -> str | ImageError:
+    """``image/jpeg`` or ``image/png`` for a well-formed small JPEG/PNG, else why not: evidence
+    is served to browsers, so nothing else (HTML, script, SVG) is ever stored as one."""
+    try:
+        info = images.sniff(data, max_pixels=EVIDENCE_MAX_SIDE**2, max_side=EVIDENCE_MAX_SIDE)
+    except ImageError as exc:
+        return exc
+    return f"image/{info.encoding}"
+
+
 def _alert(p: Planned, m: Alert, evidence_max_bytes: int) -> None:
     stream = canonical(m.stream) if m.stream else None
     p.stream, p.epoch, p.key, p.alert = stream, m.epoch, m.event_id, m
     evidence_key = None
-    if m.thumbnail and len(m.thumbnail) <= evidence_max_bytes:
+    kind = evidence_type(bytes(m.thumbnail)) if m.thumbnail else None
+    if isinstance(kind, ImageError):
+        p.add(
+            "dead_letters",
+            store_dead_letter(
+                m.event_id,
+                f"alert:{m.site}/{m.line}/{m.station}",
+                "bad_evidence",
+                f"thumbnail is not an acceptable image ({kind.reason}: {kind.detail}); alert "
+                "stored without evidence",
+                m.thumbnail or b"",
+            ),
+        )
+    elif m.thumbnail and len(m.thumbnail) <= evidence_max_bytes:
         evidence_key = f"alert:{m.event_id}"[:600]
         p.add(
             "evidence",
@@ -213,7 +241,7 @@ def _alert(p: Planned, m: Alert, evidence_max_bytes: int) -> None:
                 "evidence_key": evidence_key,
                 "frame_key": m.frame_key,
                 "alert_event_id": m.event_id,
-                "content_type": "image/jpeg",
+                "content_type": kind,
                 "size_bytes": len(m.thumbnail),
                 "data": bytes(m.thumbnail),
                 "created_at": m.ts,

@@ -39,7 +39,7 @@ def test_new_alert_appears_live_and_ack_records_the_actor(
         browser = pw.chromium.launch(executable_path=chromium, args=ARGS, headless=True)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 900})
-            page.goto(f"{feed_stack.url}/?token={feed_stack.token}")
+            page.goto(f"{feed_stack.url}/#token={feed_stack.token}")
             expect(page.locator("#live")).to_have_class("live on", timeout=15_000)
             assert page.locator(f"tr.alert:has-text('{cam.station}')").count() == 0
             assert feed_stack.watcher.publish_frame(cam, frame, 0).wait(10)

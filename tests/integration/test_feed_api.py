@@ -185,10 +185,15 @@ def test_tokens_roles_and_actor(feed: Feed) -> None:
             viewer.post("/api/suppressions", json={"line": "L1", "duration_min": 5, "reason": "x"}),
             403,
         )
-        # the query-string token is for reads only (EventSource, <img>), never for writes
+        # a token is never taken from a URL; a ticket is, for reads only (EventSource, <img>)
         _err(anon.post(f"/api/alerts/{alert_id}/ack?token={feed.operator}"), 401)
+        _err(anon.get(f"/api/whoami?token={feed.viewer}"), 401)
         assert viewer.get("/api/whoami").json() == {"name": f"victor-{feed.site}", "role": "viewer"}
-        assert anon.get(f"/api/whoami?token={feed.viewer}").json()["role"] == "viewer"
+        ticket = viewer.post("/api/stream/ticket").json()["ticket"]
+        assert anon.get(f"/api/whoami?ticket={ticket}").json()["role"] == "viewer"
+        op_ticket = op.post("/api/stream/ticket").json()["ticket"]
+        _err(anon.post(f"/api/alerts/{alert_id}/ack?ticket={op_ticket}"), 401)
+        _err(anon.get("/api/whoami?ticket=lwk_made_up"), 401)
         r = op.post(f"/api/alerts/{alert_id}/ack", json={"note": "on it"})
         assert r.status_code == 200 and r.json()["acknowledged_by"] == f"alice-{feed.site}"
     with feed.engine.connect() as conn:
@@ -569,7 +574,12 @@ def test_camera_thresholds(feed: Feed) -> None:
 
 def test_ops_endpoints_and_page(feed: Feed) -> None:
     store(feed.engine, [feed.alert(1, message="<script>alert(1)</script>")])
-    with feed.client() as c:
+    with feed.client() as anon:  # reads need a token here: ops endpoints too
+        assert anon.get("/healthz").json() == {"status": "ok"}
+        _err(anon.get("/metrics"), 401)
+        _err(anon.get("/openapi.json"), 401)
+        assert anon.get("/docs").status_code == 404  # Swagger UI would load a CDN script
+    with feed.client(feed.viewer) as c:
         health = c.get("/healthz").json()
         assert health["status"] == "ok" and health["db"] is True and health["bus"] is True
         assert "lw_feed_open_alerts" in c.get("/metrics").text
@@ -615,14 +625,16 @@ def _read_events(lines: Iterator[str], n: int) -> list[tuple[int, dict[str, Any]
 def test_sse_resume_after_dropped_connection(feed: Feed) -> None:
     store(feed.engine, [feed.alert(i, line=f"L{i}") for i in range(5)])
     seen: list[tuple[int, dict[str, Any]]] = []
+    with feed.client(feed.viewer) as v:
+        ticket = v.post("/api/stream/ticket").json()["ticket"]
     with feed.client() as c:
         _err(c.get("/api/stream"), 401)
         _err(
-            c.get("/api/stream", params={"token": feed.viewer}, headers={"Last-Event-ID": "abc"}),
+            c.get("/api/stream", params={"ticket": ticket}, headers={"Last-Event-ID": "abc"}),
             400,
             "bad_last_event_id",
         )
-        with c.stream("GET", "/api/stream", params={"after": 0, "token": feed.viewer}) as r:
+        with c.stream("GET", "/api/stream", params={"after": 0, "ticket": ticket}) as r:
             assert r.headers["content-type"].startswith("text/event-stream")
             seen += _read_events(r.iter_lines(), 3)  # then the connection drops mid-stream
         last = seen[-1][0]
@@ -630,7 +642,7 @@ def test_sse_resume_after_dropped_connection(feed: Feed) -> None:
         with c.stream(
             "GET",
             "/api/stream",
-            params={"token": feed.viewer},
+            params={"ticket": ticket},
             headers={"Last-Event-ID": str(last)},
         ) as r:
             lines = r.iter_lines()

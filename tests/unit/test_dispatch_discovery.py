@@ -27,10 +27,10 @@ def test_only_input_topics_name_a_stream() -> None:
 
 def test_a_stream_is_discovered_once_and_configured_streams_never() -> None:
     d = Discovery(fps=2.5)
-    assert d.learn(CAM, [])
-    assert not d.learn(CAM, [])
+    assert d.learn(CAM, frozenset(), 0.0) == "new"
+    assert d.learn(CAM, frozenset(), 0.0) == "known"
     assert d.discovered[CAM].fps == 2.5
-    assert not d.learn("s1/l1/st1/camera/c2", ["s1/l1/st1/camera/c2"])
+    assert d.learn("s1/l1/st1/camera/c2", frozenset(["s1/l1/st1/camera/c2"]), 0.0) == "known"
     d.adopt([CAM, "s1/l1/st1/camera/c3", "s1/l1/st1/camera/c2"], ["s1/l1/st1/camera/c2"])
     assert sorted(d.discovered) == [CAM, "s1/l1/st1/camera/c3"]
 

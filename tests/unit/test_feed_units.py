@@ -92,7 +92,7 @@ def test_page_escapes_operator_visible_text() -> None:
 def test_tokens_and_read_policy() -> None:
     a, b = auth.new_token(), auth.new_token()
     assert a != b and a.startswith("lwt_") and len(a) > 40
-    assert FeedSettings(profile="secure").reads_need_token
+    assert FeedSettings(profile="secure", mqtt_url="mqtt://u:p@h").reads_need_token
     assert not FeedSettings(profile="demo").reads_need_token
     assert FeedSettings(profile="demo", feed_read_auth=True).reads_need_token
 

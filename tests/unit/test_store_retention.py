@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -93,11 +94,26 @@ def test_old_rows_go_in_batches_and_unacknowledged_alerts_stay(engine: Engine) -
     assert _count(engine, s.T_ALERT_EVENTS) == 3
 
 
+def _png_of(size: int) -> bytes:
+    """A valid 1x1 PNG of exactly ``size`` bytes (padded with a tEXt chunk): the store keeps
+    only real images as evidence."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        crc = zlib.crc32(kind + body).to_bytes(4, "big")
+        return len(body).to_bytes(4, "big") + kind + body + crc
+
+    head = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", bytes([0, 0, 0, 1, 0, 0, 0, 1, 8, 0, 0, 0, 0]))
+    head += chunk(b"IDAT", zlib.compress(b"\x00\x00"))
+    end = chunk(b"IEND", b"")
+    pad = size - len(head) - len(end) - 12
+    return head + chunk(b"tEXt", b"k\x00" + b"x" * (pad - 2)) + end
+
+
 def test_evidence_byte_budget_spares_open_alerts(engine: Engine) -> None:
     with engine.begin() as c:
         for i in range(10):  # 10 x 1000 bytes, oldest first; #0 shown by an active alert
             p = plan(
-                alert(f"ev{i}", cam(), at=NOW - timedelta(hours=10 - i), thumbnail=bytes(1000))
+                alert(f"ev{i}", cam(), at=NOW - timedelta(hours=10 - i), thumbnail=_png_of(1000))
             )
             repo.insert_evidence(c, p.rows["evidence"])  # type: ignore[union-attr]
         c.execute(insert(s.T_ALERTS).values(**_alert_row("active", 1, "alert:ev0")))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from helpers import wait_for
+from PIL import Image
 from sqlalchemy import Engine, func, select
 from store_support import (
     alert,
@@ -175,6 +177,15 @@ def test_fence_survives_a_restart(tmp_path: Path) -> None:
         hub_rig.close()
 
 
+def _thumb() -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (16, 16), (200, 0, 0)).save(buf, "JPEG")
+    return buf.getvalue()
+
+
+THUMB = _thumb()
+
+
 def test_status_alerts_and_evidence(rig: Rig) -> None:
     c = cam()
     v = verdict(c, 9, kind="defect")
@@ -182,7 +193,7 @@ def test_status_alerts_and_evidence(rig: Rig) -> None:
     rig.send(topics.worker_status_topic("W1"), status("W1", "offline", 1))  # stale death
     rig.send(
         topics.alert_topic("s1", "L1", "st1"),
-        alert("ev-1", c, thumbnail=b"\xff\xd8jpegdata", frame_key=v.key),
+        alert("ev-1", c, thumbnail=THUMB, frame_key=v.key),
     )
     rig.send(topics.verdict_topic(c), v)  # the verdict lands after its evidence
     rig.send(topics.alert_topic("s1", "L1", "st1"), alert("ev-1", c, thumbnail=b"\xff\xd8x"))
@@ -194,7 +205,8 @@ def test_status_alerts_and_evidence(rig: Rig) -> None:
         ev = conn.execute(select(s.T_EVIDENCE)).one()
     assert (w.state, w.counter) == ("online", 2)
     assert rig.count(s.T_ALERT_SOURCE) == 1
-    assert ev.data == b"\xff\xd8jpegdata" and frame.evidence_key == ev.evidence_key
+    assert ev.data == THUMB and frame.evidence_key == ev.evidence_key
+    assert ev.content_type == "image/jpeg"
 
 
 def test_a_message_sql_cannot_hold_is_dead_lettered_and_the_rest_stored(rig: Rig) -> None:

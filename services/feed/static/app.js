@@ -3,21 +3,25 @@
 (function () {
   const $ = (sel, el) => (el || document).querySelector(sel);
   const body = document.body;
-  const url = new URL(location.href);
-  if (url.searchParams.get("token")) {           // a link with ?token= stores it once
-    localStorage.setItem("lw_token", url.searchParams.get("token"));
-    url.searchParams.delete("token");
-    history.replaceState(null, "", url.toString());
+  // A link whose fragment holds the token stores it once; a fragment never reaches the server (no
+  // token in a URL the feed, a proxy or a Referer could log), and it is removed at once.
+  const frag = new URLSearchParams(location.hash.slice(1));
+  if (frag.get("token")) {
+    localStorage.setItem("lw_token", frag.get("token"));
+    history.replaceState(null, "", location.pathname + location.search);
   }
   let token = localStorage.getItem("lw_token") || "";
+  let ticket = "";                                // short-lived read ticket for URLs
   let lastId = Number(body.dataset.lastEventId || 0);
   let source = null;
+  let renew = null;
 
   const esc = (v) => String(v == null ? "" : v).replace(/[&<>"']/g,
     (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
   const when = (v) => (v ? String(v).replace(/\.\d+/, "").replace("+00:00", "") : "");
-  const withToken = (path) => (token ? path + (path.includes("?") ? "&" : "?") +
-    "token=" + encodeURIComponent(token) : path);
+  // EventSource and <img> cannot send the Authorization header: they get a ticket instead.
+  const withTicket = (path) => (ticket ? path + (path.includes("?") ? "&" : "?") +
+    "ticket=" + encodeURIComponent(ticket) : path);
   const say = (text) => { $("#msg").textContent = text || ""; };
 
   async function api(method, path, payload) {
@@ -32,7 +36,7 @@
   }
 
   function alertRow(a) {
-    const img = a.evidence_key ? `<img class="thumb" loading="lazy" alt="evidence" src="${esc(withToken("/api/alerts/" + a.id + "/image"))}">` : "";
+    const img = a.evidence_key ? `<img class="thumb" loading="lazy" alt="evidence" src="${esc(withTicket("/api/alerts/" + a.id + "/image"))}">` : "";
     return `<tr class="alert sev-${esc(a.severity)} st-${esc(a.status)}" data-alert-id="${a.id}">` +
       `<td>${img}</td><td class="sev">${esc(a.severity)}</td><td class="status">${esc(a.status)}</td>` +
       `<td>${esc(a.kind)}</td><td>${esc(a.line)}/${esc(a.station)}</td><td>${esc(a.family || "")}</td>` +
@@ -91,11 +95,21 @@
     $("#alert-count").textContent = `(${shown})`;
   }
 
-  function connect() {
+  async function connect() {
     if (source) source.close();
-    source = new EventSource(withToken("/api/stream?after=" + lastId));
+    clearTimeout(renew);
+    ticket = "";
+    if (token) {
+      try { ticket = (await api("POST", "/api/stream/ticket")).ticket; }
+      catch (err) { say("stream: " + err.message); renew = setTimeout(connect, 5000); return; }
+      renew = setTimeout(connect, 240000);          // tickets live 5 minutes: renew before
+    }
+    source = new EventSource(withTicket("/api/stream?after=" + lastId));
     source.addEventListener("open", () => { $("#live").textContent = "live"; $("#live").className = "live on"; });
-    source.addEventListener("error", () => { $("#live").textContent = "reconnecting…"; $("#live").className = "live off"; });
+    source.addEventListener("error", () => {
+      $("#live").textContent = "reconnecting…"; $("#live").className = "live off";
+      if (source.readyState === EventSource.CLOSED) { clearTimeout(renew); renew = setTimeout(connect, 2000); }
+    });
     source.addEventListener("alert", (ev) => {
       const data = JSON.parse(ev.data);
       lastId = Math.max(lastId, Number(ev.lastEventId || data.event_id));
@@ -139,7 +153,7 @@
   $("#tokenform").addEventListener("submit", (ev) => {
     ev.preventDefault();
     token = $("#token").value.trim(); localStorage.setItem("lw_token", token); $("#token").value = "";
-    $("#who").textContent = token ? "token set" : ""; refreshAll(); connect();
+    $("#who").textContent = token ? "token set" : ""; connect().then(refreshAll);
   });
 
   async function refreshAlerts() {
@@ -161,7 +175,7 @@
     $("#families").innerHTML = fams.items.map((f) =>
       `<div class="card family" data-family="${esc(f.family)}"><h3>${esc(f.name)} <small>${esc(f.family)}</small></h3>` +
       `<p>${esc(f.size)} frames · ${Number(f.rate_per_hour || 0).toFixed(1)}/h · last ${esc(when(f.last_seen))}</p><div class="thumbs">` +
-      f.sample_images.map((src) => `<img class="thumb" loading="lazy" alt="${esc(f.family)}" src="${esc(withToken(src))}">`).join("") +
+      f.sample_images.map((src) => `<img class="thumb" loading="lazy" alt="${esc(f.family)}" src="${esc(withTicket(src))}">`).join("") +
       `</div></div>`).join("");
     $("#workers tbody").innerHTML = workers.items.map((w) => {
       const a = w.assignment || {};
@@ -176,8 +190,7 @@
   }
 
   if (token) $("#who").textContent = "token set";
-  if (body.dataset.loaded !== "1") refreshAll();
   applyFilter();
-  connect();
+  connect().then(() => { if (body.dataset.loaded !== "1") refreshAll(); });
   setInterval(() => refreshTiles().catch(() => {}), 10000);
 })();

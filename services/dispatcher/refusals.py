@@ -1,0 +1,48 @@
+"""Reports of refused discoveries: a dead letter per refused stream, an alert per site."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from broker.codecs import Rejected, dead_letter, encode
+from broker.messages import Alert
+from broker.topics import StreamRef, TopicError, alert_topic, dead_letter_topic
+from services.dispatcher.discovery import Refusal
+
+COMPONENT = "dispatch"
+REASON = "discovery_limit"
+
+
+def refusal_messages(
+    refusals: list[Refusal], counts: dict[str, tuple[int, str]], dispatcher: str, now: datetime
+) -> list[tuple[str, bytes]]:
+    """(topic, payload) to publish: dead letters, then one ``overload`` alert per site in
+    ``counts`` (on the station of one of its refused streams) naming how many were refused."""
+    out = [
+        (
+            dead_letter_topic(COMPONENT),
+            encode(dead_letter(COMPONENT, r.topic, r.payload, Rejected(REASON, r.detail))),
+        )
+        for r in refusals
+    ]
+    for site, (n, key) in sorted(counts.items()):
+        try:
+            ref = StreamRef.parse_key(key)
+        except TopicError:
+            continue
+        alert = Alert(
+            event_id=f"dispatch:{dispatcher}:discovery_limit:{site}:{now.isoformat()}",
+            kind="overload",
+            severity="major",
+            site=ref.site,
+            line=ref.line,
+            station=ref.station,
+            message=(
+                f"stream discovery capped in site {site}: {n} new stream id(s) refused "
+                "(not placed; see the dispatcher's dead letters, reason discovery_limit)"
+            ),
+            worker=dispatcher,
+            ts=now,
+        )
+        out.append((alert_topic(ref.site, ref.line, ref.station), encode(alert)))
+    return out
