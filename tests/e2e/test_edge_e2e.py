@@ -21,6 +21,7 @@ pytestmark = pytest.mark.e2e
 
 N_FRAMES = 200
 SEED = 424242  # not a training seed: these parts are new to the model
+PART = "bracket"  # the camera's product
 
 
 @dataclass
@@ -81,41 +82,53 @@ def stack(
         store.stop()
 
 
-def render(n: int, size: int) -> list[tuple[bytes, str]]:
-    """``n`` PNG frames of held-out parts and their true labels (good or a family)."""
+def render(n: int, size: int, part: str = PART) -> list[tuple[bytes, str]]:
+    """``n`` PNG frames of held-out parts of one type (one camera, one product) and labels."""
     from edge.model.synthetic import iter_samples
 
     out = []
-    for s in iter_samples(SEED, n, size=size, defect_fraction=0.5):
+    for s in iter_samples(SEED, n, size=size, defect_fraction=0.5, part_types=(part,)):
         buf = io.BytesIO()
         s.image.save(buf, format="PNG")
         out.append((buf.getvalue(), s.label))
     return out
 
 
-def offline_verdicts(model_dir: Path, frames: list[bytes]) -> list[tuple[str, float]]:
-    """The same model file scored directly (no worker): (verdict, defect score) per frame."""
-    from edge.model.novelty import novelty_scores
-    from edge.model.runtime import OnnxModel
-    from edge.preprocess import preprocess_bytes
-    from edge.scoring import Thresholds, decide
+def offline_verdicts(model_dir: Path, frames: list[bytes]) -> list[tuple[str, float, float]]:
+    """The same model files scored directly (no worker): (verdict, defect, novelty) per frame.
 
-    m = OnnxModel(model_dir)
-    bank = m.load_bank()
-    th = Thresholds(m.card.thresholds.defect, m.card.thresholds.novelty)
-    out: list[tuple[str, float]] = []
+    Novelty is the variation score of the camera's model, chosen as the worker does
+    (edge/variations.py): the best-fitting part type for each of the first frames, then the
+    one that fits the first ``match_frames`` frames best.
+    """
+    import numpy as np
+
+    from edge.model.runtime import OnnxModel
+    from edge.model.variation_set import VariationSet
+    from edge.pipeline import ModelRunner
+    from edge.preprocess import decode_image, preprocess_bytes, resize
+    from edge.scoring import Thresholds, decide
+    from edge.variations import VariationBook
+
+    runner = ModelRunner(OnnxModel(model_dir))
+    card = runner.model.card
+    book = VariationBook(VariationSet.load(model_dir, card.variation))
+    th = Thresholds(card.thresholds.defect, card.thresholds.novelty)
+    out: list[tuple[str, float, float]] = []
     for i in range(0, len(frames), 16):
-        res = m.run(preprocess_bytes(frames[i : i + 16], m.input_spec))
-        nov = novelty_scores(res["patch_features"], bank)
-        for j in range(len(nov)):
+        chunk = frames[i : i + 16]
+        res = runner.run(preprocess_bytes(chunk, runner.spec))
+        for j, data in enumerate(chunk):
+            px = np.asarray(resize(decode_image(data), runner.spec.size), np.uint8)
+            nov = book.score("c1", px)[0].score
             d = decide(
                 float(res["defect_score"].reshape(-1)[j]),
-                float(nov[j]),
+                nov,
                 res["class_scores"][j],
-                m.card.class_names,
+                card.class_names,
                 th,
             )
-            out.append((d.verdict, d.defect_score))
+            out.append((d.verdict, d.defect_score, nov))
     return out
 
 
@@ -123,7 +136,7 @@ def test_200_frames_verdicts_match_the_model(stack: Stack) -> None:
     from edge.model.card import load_card
 
     card = load_card(stack.model_dir)
-    frames = render(N_FRAMES, card.input.size)
+    frames = render(N_FRAMES, int(card.recipe["config"]["render_size"]))
     cam = StreamRef.camera(stack.site, "L1", "st1", "c1")
     pubs = [stack.watcher.publish_frame(cam, data, seq) for seq, (data, _) in enumerate(frames)]
     assert all(p.wait(30) for p in pubs)
@@ -138,18 +151,22 @@ def test_200_frames_verdicts_match_the_model(stack: Stack) -> None:
     )
     rows = query(
         stack.db,
-        "SELECT seq, verdict, defect_score, worker, model_version "
+        "SELECT seq, verdict, defect_score, worker, model_version, novelty_score "
         "FROM frames WHERE stream = ? ORDER BY seq",
         cam.key,
     )
     assert [r[0] for r in rows] == list(range(N_FRAMES))
     assert {r[3] for r in rows} == {stack.worker}
     expected = offline_verdicts(stack.model_dir, [f for f, _ in frames])
-    for (seq, verdict, score, _, _), (want, want_score) in zip(rows, expected, strict=True):
+    for (seq, verdict, score, _, _, nov), (want, want_score, want_nov) in zip(
+        rows, expected, strict=True
+    ):
         assert abs(score - want_score) < 1e-3, f"seq {seq}: defect score differs"
+        assert abs(nov - want_nov) <= 1e-3 * max(1.0, abs(want_nov)), f"seq {seq}: novelty"
         near = abs(want_score - card.thresholds.defect) < 1e-3
+        near = near or abs(want_nov - card.thresholds.novelty) < 1e-3 * card.thresholds.novelty
         assert verdict == want or near, f"seq {seq}: {verdict} != offline {want}"
-    _check_quality(card.metrics, [lab for _, lab in frames], [r[1] for r in rows])
+    _check_quality(card.metrics["per_part"][PART], [lab for _, lab in frames], [r[1] for r in rows])
 
 
 def _check_quality(metrics: dict, labels: list[str], verdicts: list[str]) -> None:
