@@ -139,7 +139,8 @@ def build_into(
     metrics["class_accuracy"] = ev.class_accuracy(feats["test"], test.labels, names)
     metrics["head_val_auroc"] = head_auroc
     if not cfg.data and cfg.faint:
-        metrics["faint"] = _faint_metrics(cfg, _runner(_session(fp32)), variation, proj, spec, th)
+        faint_run = _runner(_session(fp32))
+        metrics["faint"] = _faint_metrics(cfg, faint_run, variation, proj, spec, th, head_on)
     metrics["keras_onnx_max_abs_diff"] = _keras_parity(model, fp32, test, spec)
     model.save_weights(str(final / "model.weights.h5"))
     qinfo = (
@@ -199,6 +200,7 @@ def _faint_metrics(
     proj: families.FamilyProjection,
     spec: InputSpec,
     th: tuple[float, float],
+    head_on: bool,
 ) -> dict[str, Any]:
     """The same figures on the faint tier (reported, no bar)."""
     from edge.model.dataset import synthetic
@@ -213,6 +215,8 @@ def _faint_metrics(
         tier="faint",
     )
     out = ev.infer(run, faint, spec, desc="features faint")
+    if not head_on:  # as served (ModelRunner)
+        out["defect_score"] = np.zeros_like(out["defect_score"])
     nov, _ = variation.score(faint.images, faint.parts)
     return _metrics(variation, proj, out, nov, faint, th, cfg.held_out)
 
