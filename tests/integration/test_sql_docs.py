@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+from PIL import Image
 from sqlalchemy import Connection, Engine, insert, select, text
 from store_support import (
     alert,
@@ -26,6 +27,7 @@ from store_support import (
 )
 
 from broker.messages import utcnow
+from edge.evidence import thumbnail
 from services.store import schema as s
 from services.store.engine import make_engine, upgrade
 from services.store.leadership import Leadership
@@ -35,6 +37,8 @@ from services.store.writer import Prepared, write_prepared
 pytestmark = pytest.mark.integration
 DOC = Path(__file__).resolve().parents[2] / "docs" / "sql.md"
 BLOCK = re.compile(r"```sql\n(.*?)```", re.S)
+# The store keeps evidence only when it is a real image (a small JPEG, as workers send).
+THUMB = thumbnail(Image.new("RGB", (32, 32), (200, 40, 40)))
 
 
 def doc_queries() -> list[tuple[str, str | None]]:
@@ -69,9 +73,7 @@ def seed(engine: Engine, url: str) -> None:
             if kind == "anomaly":
                 msgs.append(frame_family(v, "F1" if seq % 2 else "F2", at=at))
             if kind == "defect" and hour > 200:
-                msgs.append(
-                    alert(f"ev{seq}", c, at=at, frame_key=v.key, thumbnail=b"\xff\xd8img", epoch=1)
-                )
+                msgs.append(alert(f"ev{seq}", c, at=at, frame_key=v.key, thumbnail=THUMB, epoch=1))
     st = sensor()
     msgs += [
         assignment("W1", 1, [*cams[:2], st], at=start),
