@@ -14,7 +14,15 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine
 
 from broker.transport import Transport
-from services.feed import api_alerts, api_cameras, api_families, api_lines, api_stream, errors
+from services.feed import (
+    api_alerts,
+    api_cameras,
+    api_families,
+    api_lines,
+    api_stream,
+    docs,
+    errors,
+)
 from services.feed.auth import Reader, reader
 from services.feed.guard import Guard
 from services.feed.metrics import FeedMetrics
@@ -93,9 +101,9 @@ def create_app(
             if escalate:
                 escalator.stop()
 
-    # Swagger UI (/docs) would load its script from a CDN onto the origin whose localStorage
-    # holds the operator token, and no installed package ships its assets: it is off. The
-    # OpenAPI description is served like any read (a token in the secure profile).
+    # FastAPI's own /docs would load Swagger UI from a CDN onto the origin whose localStorage
+    # holds the operator token: services.feed.docs serves the vendored copy instead, with
+    # integrity. /docs and the OpenAPI description are reads (a token in the secure profile).
     app = FastAPI(
         title="LineWatch operator feed",
         version="1",
@@ -116,6 +124,7 @@ def create_app(
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     _basic_routes(app, engine, settings, metrics)
+    docs.install(app, settings.reads_need_token)
     return app
 
 

@@ -24,7 +24,7 @@ SECURITY_HEADERS = (
     (b"referrer-policy", b"no-referrer"),
     (b"cross-origin-resource-policy", b"same-origin"),
 )
-_WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 def host_name(host_header: str) -> str:
@@ -73,7 +73,7 @@ class Guard:
         if "*" not in self.hosts and host_name(headers.get("host", "")) not in self.hosts:
             return 421, "bad_host", "this Host is not served here (LINEWATCH_FEED_ALLOWED_HOSTS)"
         method, path = scope["method"], scope["path"]
-        if method in _WRITES and path.startswith("/api/"):
+        if method in WRITES and path.startswith("/api/"):
             scheme = headers.get("authorization", "").partition(" ")[0]
             if scheme.lower() != "bearer":
                 return 401, "unauthorized", "writes need 'Authorization: Bearer <token>'"

@@ -233,13 +233,14 @@ def test_revoking_a_token_closes_its_open_stream_within_a_second(feed: Feed) -> 
 def test_ops_endpoints_need_a_token(feed: Feed) -> None:
     with feed.client() as anon:
         assert anon.get("/healthz").json() == {"status": "ok"}  # nothing else without a token
-        for path in ("/metrics", "/openapi.json", "/api/alerts"):
+        for path in ("/metrics", "/openapi.json", "/docs", "/api/alerts"):
             assert anon.get(path).status_code == 401, path
-        assert anon.get("/docs").status_code == 404
+        assert anon.get("/docs/assets/swagger-ui-bundle.js").status_code == 200  # library code
     with feed.client(feed.viewer) as c:
         assert "last_event_id" in c.get("/healthz").json()
         assert c.get("/metrics").status_code == 200
         assert "/api/alerts" in c.get("/openapi.json").json()["paths"]
+        assert "swagger-ui-bundle.js" in c.get("/docs").text
 
 
 # ---- finding 11: headers, Host, evidence, no token in URLs -----------------------------------
