@@ -116,6 +116,22 @@ def export_model(model_dir: Path, weights: Path | None, out: Path) -> str:
     return f"wrote {out}"
 
 
+def _decision_quality(
+    card: cardmod.ModelCard,
+    model_dir: Path,
+    out: dict[str, np.ndarray],
+    test: Dataset,
+    bank: np.ndarray,
+) -> dict[str, Any]:
+    """Held-out figures as the worker decides: its novelty score, the head only when on."""
+    th = (card.thresholds.defect, card.thresholds.novelty)
+    if not card.variation:
+        return ev.quality(out, test.labels, bank, th, card.held_out_family)
+    nov, _ = VariationSet.load(model_dir, card.variation).score(test.images, test.parts)
+    d = out["defect_score"] if card.defect_head else np.zeros_like(out["defect_score"])
+    return ev.quality_scores(d, nov, test.labels, None, th, card.held_out_family)
+
+
 def quantize_model(model_dir: Path, n_test: int) -> dict[str, Any]:
     """int8 copy of <model_dir>/model.onnx; kept (and served) only if faster and accurate."""
     from edge.model.pipeline import decide_int8, int8_agreement
@@ -133,12 +149,8 @@ def quantize_model(model_dir: Path, n_test: int) -> dict[str, Any]:
     ips = {p.name: throughput(p, 8, 2.0, spec.size) for p in (fp32, int8)}
     test = _test_set(card, None, n_test)
     bank = OnnxModel(fp32, verify=False).load_bank()
-    th = (card.thresholds.defect, card.thresholds.novelty)
     outs = {p.name: ev.infer(OnnxModel(p, verify=False).run, test, spec) for p in (fp32, int8)}
-    q = {
-        name: ev.quality(out, test.labels, bank, th, card.held_out_family)
-        for name, out in outs.items()
-    }
+    q = {name: _decision_quality(card, model_dir, out, test, bank) for name, out in outs.items()}
     agree = int8_agreement(
         q[fp32.name],
         q[int8.name],
