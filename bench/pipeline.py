@@ -103,7 +103,7 @@ class Inproc:
         from broker.loopback import LoopbackHub, LoopbackTransport
         from broker.topics import ALL_VERDICTS, StreamRef
         from edge.settings import EdgeSettings
-        from edge.worker import build_worker
+        from edge.startup import build_worker
 
         hub = LoopbackHub()
         settings = EdgeSettings(

@@ -52,7 +52,7 @@ def main(argv: list[str]) -> int:
     logging.getLogger().setLevel(settings.log_level)
     from broker.mqtt import MqttError, connect
     from edge.model.runtime import ModelLoadError
-    from edge.worker import build_worker
+    from edge.startup import build_worker
 
     try:
         worker = build_worker(settings, connect(settings, f"edge-{settings.worker_id}"))

@@ -49,7 +49,7 @@ class FrameStage:
             pending.seal()
             return
         if frame.seq is not None:
-            status = w.observe_seqs(stream, frame.pub_epoch, [frame.seq])
+            status = w.gaps.observe(stream, frame.pub_epoch, [frame.seq])
             if status is SeqStatus.DUPLICATE and w.out.was_done(frame.key):
                 m.frames.labels("duplicate").inc()
                 pending.seal()  # its outputs are already acknowledged

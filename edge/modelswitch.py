@@ -14,18 +14,23 @@ from typing import Generic, TypeVar
 
 import numpy as np
 
+from edge.banks import BankBook
 from edge.model.card import CARD_NAME, CardError, ModelCard, load_card, sha256_file
 from edge.pipeline import (
     FrameJob,
     FrameOutcome,
     Inferred,
     Pipeline,
+    PipelineConfig,
     Runner,
+    bank_builder,
     load_runner,
     single_latency_s,
 )
 from edge.scoring import Thresholds
 from edge.settings import EdgeSettings
+from edge.thresholds import ThresholdBook
+from edge.variations import VariationBook
 
 log = logging.getLogger(__name__)
 M = TypeVar("M")  # a loaded model, ready to serve
@@ -46,6 +51,27 @@ def load_model(settings: EdgeSettings, model_dir: Path | None = None) -> LoadedM
     bank = runner.default_bank(required=settings.bank_frames == 0)
     single_latency_s(runner, repeats=1)
     return LoadedModel(runner, runner.thresholds, bank)
+
+
+def make_pipeline(
+    settings: EdgeSettings,
+    runner: Runner,
+    thresholds: Thresholds,
+    bank: np.ndarray | None,
+    config: PipelineConfig,
+) -> Pipeline:
+    """A model's pipeline with its per-camera state, as a start and a switch both build it.
+
+    Thresholds: the card's defaults, with operators' per-camera changes restored from the
+    worker's thresholds file. Banks start from the model's default bank, variation models
+    from the card's (edge/variations.py); per-camera state of another model does not fit.
+    """
+    s = settings
+    book = ThresholdBook(thresholds, s.worker_id, s.state_dir / f"{s.worker_id}.thresholds.json")
+    banks = BankBook(bank, s.bank_frames, bank_builder() if s.bank_frames else None)
+    defaults = getattr(runner, "variations", None)
+    variations = VariationBook(defaults, s.variation_frames) if defaults is not None else None
+    return Pipeline(runner, banks, book, config, variations=variations)
 
 
 class SwitchingPipeline:
@@ -89,6 +115,13 @@ class SwitchingPipeline:
 
     def process(self, jobs: Sequence[FrameJob], epoch: int) -> list[FrameOutcome]:
         return self.finish(self.infer(jobs), epoch)
+
+    def forget(self, camera: str) -> None:
+        """Drop a camera's per-camera state (it left this worker)."""
+        current = self._current
+        current.banks.forget(camera)
+        if current.variations is not None:
+            current.variations.forget(camera)
 
     def swap(self, pipeline: Pipeline) -> Pipeline:
         """Serve ``pipeline`` from the next batch on; returns the one it replaces."""

@@ -8,7 +8,6 @@ import time
 from collections.abc import Sequence
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 from broker.codecs import Rejected, decode_input, decode_output
 from broker.liveness import Liveness
@@ -40,36 +39,28 @@ from edge.assignment import (
     load_assignment,
     save_assignment,
 )
-from edge.banks import BankBook
 from edge.batcher import Batcher
 from edge.frames import FrameStage
-from edge.gaps import GapTracker, SeqStatus
 from edge.heartbeat import Heartbeat, LoadMeter
 from edge.metrics import EdgeMetrics
 from edge.modelswitch import (
     LoadedModel,
     ModelWatcher,
     SwitchingPipeline,
-    card_digest,
-    load_model,
+    make_pipeline,
 )
 from edge.outputs import Outputs
 from edge.pipeline import (
     FrameJob,
-    Pipeline,
     PipelineConfig,
     Runner,
-    bank_builder,
-    batch_fps,
-    load_runner,
-    single_latency_s,
 )
 from edge.scoring import Thresholds
 from edge.sensorpath import SensorPath
 from edge.sensors import SensorChecks
+from edge.seqgaps import SeqGaps
 from edge.settings import EdgeSettings
-from edge.thresholds import ThresholdBook, ThresholdError
-from edge.variations import VariationBook
+from edge.thresholds import ThresholdError
 
 log = logging.getLogger(__name__)
 
@@ -101,29 +92,21 @@ class EdgeWorker:
         self.acks = AckTracker()
         self.out = Outputs(transport, self.acks, self.metrics, self.worker)
         self.state = AssignmentState()
-        self.gaps = GapTracker(s.reorder_timeout_s)
-        self._gap_lock = threading.Lock()
+        self.gaps = SeqGaps(s.reorder_timeout_s, self.out, lambda: self.state.epoch)
         self.meter = LoadMeter()
         self.meter.baseline_fps = baseline_fps
         self.batcher: Batcher[FrameJob] = Batcher(
             s.max_batch, max_wait_s, s.camera_queue, s.total_queue
         )
-        self.thresholds = ThresholdBook(
-            default_thresholds, self.worker, s.state_dir / f"{self.worker}.thresholds.json"
-        )
-        self.banks = BankBook(
-            default_bank, s.bank_frames, bank_builder() if s.bank_frames else None
-        )
-        self.variations = _variation_book(runner, s.variation_frames)
         self.pipeline = SwitchingPipeline(
-            Pipeline(
+            make_pipeline(
+                s,
                 runner,
-                self.banks,
-                self.thresholds,
+                default_thresholds,
+                default_bank,
                 PipelineConfig(
                     self.worker, thumbnail_px=s.thumbnail_px, thumbnail_bytes=s.thumbnail_bytes
                 ),
-                variations=self.variations,
             )
         )
         self.sensors = SensorPath(
@@ -142,7 +125,9 @@ class EdgeWorker:
         self.liveness = Liveness(transport, self.worker, "edge", s.state_dir)  # sets the will
         self.heartbeat = Heartbeat(self.liveness, self._status_fields, s.heartbeat_s)
         self.model_version = runner.version
-        self.model_watch: ModelWatcher[LoadedModel] | None = None  # set by build_worker
+        self.model_watch: ModelWatcher[LoadedModel] | None = (
+            None  # set by edge.startup
+        )
         self._assignment_file = s.state_dir / f"{self.worker}.assignment.json"
         self._accepting = False
         self._stop = threading.Event()
@@ -208,7 +193,7 @@ class EdgeWorker:
         for th in self._threads:
             th.join(max(0.1, deadline - time.monotonic()))
         self.flush_readings(force=True)
-        self._report_open_ranges(deadline)
+        self.gaps.report_open(deadline)
         if not self.acks.drain(max(0.1, deadline - time.monotonic())):
             log.warning(
                 "%d inputs still wait for output acks at stop; they will be redelivered",
@@ -221,23 +206,12 @@ class EdgeWorker:
         log.info("edge worker %s stopped", self.worker)
 
     def switch_model(self, model: LoadedModel) -> None:
-        """Serve ``model`` from the next batch on, without a restart (edge/modelswitch.py).
-
-        Its card's thresholds become the defaults; per-camera changes made by operators are
-        kept (read back from the thresholds file). Banks start from the new model's default
-        bank: per-camera banks of the old model's features do not fit the new one.
-        """
-        s = self.settings
-        thresholds = ThresholdBook(
-            model.thresholds, self.worker, s.state_dir / f"{self.worker}.thresholds.json"
-        )
-        banks = BankBook(model.bank, s.bank_frames, bank_builder() if s.bank_frames else None)
-        variations = _variation_book(model.runner, s.variation_frames)
-        new = Pipeline(
-            model.runner, banks, thresholds, self.pipeline.current.config, variations=variations
+        """Serve ``model`` from the next batch on, without a restart (edge/modelswitch.py);
+        per-camera state starts anew as ``make_pipeline`` says."""
+        new = make_pipeline(
+            self.settings, model.runner, model.thresholds, model.bank, self.pipeline.current.config
         )
         old = self.pipeline.swap(new)
-        self.thresholds, self.banks, self.variations = thresholds, banks, variations
         self.model_version = model.runner.version
         self.heartbeat.now()  # announce the version at once
         log.info("model switched: %s -> %s", old.runner.version, self.model_version)
@@ -264,7 +238,7 @@ class EdgeWorker:
     def _tick_loop(self) -> None:
         while not self._stop.wait(0.05):
             try:
-                self._report_missing()
+                self.gaps.report_expired()
                 self.flush_readings()
                 self.heartbeat.tick()
             except Exception:  # the ticker must survive anything
@@ -317,7 +291,7 @@ class EdgeWorker:
                 count=len(sensor_in.readings),
             )
             return
-        self.observe_seqs(
+        self.gaps.observe(
             stream, sensor_in.pub_epoch, [r.seq for r in sensor_in.readings if r.seq is not None]
         )
         out = self.sensors.handle(sensor_in, pending, self.state.epoch, utcnow())
@@ -337,7 +311,7 @@ class EdgeWorker:
             stream = parse(msg.topic).stream
             if not isinstance(ctl, ThresholdControl) or stream is None:
                 raise Rejected("bad_topic", "not a threshold control topic")
-            change = self.thresholds.apply(stream, ctl)
+            change = self.pipeline.current.thresholds.apply(stream, ctl)
         except (Rejected, ThresholdError, TopicError) as err:
             self.out.dead(msg, Rejected(err.reason, err.detail))
             return
@@ -379,9 +353,7 @@ class EdgeWorker:
             save_assignment(self._assignment_file, got)
         self.sensors.set_epoch(diff.epoch)
         if fresh and diff.resume:
-            with self._gap_lock:  # seeded before subscribing: the first frame finds the seed
-                for key, after in diff.resume.items():
-                    self.gaps.takeover(key, after)
+            self.gaps.take_over(diff.resume)
             log.info("taking over %s after the seqs accounted for", diff.resume)
         self.subs.change(diff)
         if diff.added or diff.removed:  # tell the dispatcher at once what is served now
@@ -391,10 +363,7 @@ class EdgeWorker:
         """A stream left this worker: queued frames are handed over (acked, no record: the
         new owner receives them or covers them with its take-over gap), state goes. Seq
         ranges it still awaited are reported now: the new owner resumes after later seqs."""
-        with self._gap_lock:
-            missing = self.gaps.release(stream.key)
-        for m in missing:
-            self.out.missing(m, self.state.epoch)
+        self.gaps.release(stream)
         if stream.kind is Kind.CAMERA:
             dropped = self.batcher.drop_camera(stream.key)
             for job in dropped:
@@ -402,80 +371,13 @@ class EdgeWorker:
                 job.pending.seal()
             if dropped:
                 log.info("%d queued frames of %s handed over", len(dropped), stream.key)
-            self.banks.forget(stream.key)
-            if self.variations is not None:
-                self.variations.forget(stream.key)
+            self.pipeline.forget(stream.key)
         else:
             for batch, pendings in self.sensors.forget(stream.key):
                 self.out.readings(batch, pendings)
 
     # ---- periodic work ---------------------------------------------------------------------
 
-    def observe_seqs(self, stream: StreamRef, pub_epoch: int, seqs: list[int]) -> SeqStatus:
-        status = SeqStatus.FIRST
-        now = time.monotonic()
-        with self._gap_lock:
-            for seq in seqs:
-                status = self.gaps.observe(stream.key, pub_epoch, seq, now)
-        return status
-
-    def _report_missing(self) -> None:
-        with self._gap_lock:
-            missing = self.gaps.expire(time.monotonic())
-        for m in missing:
-            self.out.missing(m, self.state.epoch)
-
-    def _report_open_ranges(self, deadline: float) -> None:
-        """Graceful stop: every range still awaited becomes a gap now, acknowledged before
-        the death is published (the next incarnation would not know about them)."""
-        with self._gap_lock:
-            missing = self.gaps.flush()
-        pubs = [p for m in missing if (p := self.out.missing(m, self.state.epoch)) is not None]
-        if missing:
-            log.info("reported %d open seq ranges at stop", len(missing))
-        for p in pubs:
-            if not p.wait(max(0.1, deadline - time.monotonic())):
-                log.warning("a gap reported at stop was not acknowledged by the broker")
-
     def flush_readings(self, force: bool = False) -> None:
         for batch, pendings in self.sensors.due(force):
             self.out.readings(batch, pendings)
-
-
-def _variation_book(runner: object, frames: int) -> VariationBook | None:
-    """Per-camera variation models when the model card ships them (edge/variations.py)."""
-    defaults = getattr(runner, "variations", None)
-    return VariationBook(defaults, frames) if defaults is not None else None
-
-
-def build_worker(settings: EdgeSettings, transport: Transport) -> EdgeWorker:
-    """Load the model (one session), calibrate the batch wait, and wire a worker.
-
-    numpy's BLAS (the novelty distances) is held to one thread: its threads would otherwise
-    spin against onnxruntime's and the worker's own (measured on 2 busy cores: a 1024-entry
-    bank scored 16 x slower with 2 BLAS threads than with 1).
-    """
-    threadpool_limits(1, user_api="blas")
-    digest = card_digest(settings.model_dir)  # before loading: a newer card is switched to
-    runner = load_runner(settings.model_dir, settings.intra_threads)
-    bank = runner.default_bank(required=settings.bank_frames == 0)
-    single = single_latency_s(runner)
-    max_wait = single if settings.max_wait_ms is None else min(settings.max_wait_ms / 1000, single)
-    fps = batch_fps(runner, settings.max_batch)
-    log.info(
-        "model %s: one image %.1f ms, batch of %d at %.1f images/s; max wait %.1f ms",
-        runner.version,
-        single * 1000,
-        settings.max_batch,
-        fps,
-        max_wait * 1000,
-    )
-    worker = EdgeWorker(settings, transport, runner, runner.thresholds, bank, max_wait, fps)
-    worker.model_watch = ModelWatcher(
-        settings.model_dir,
-        settings.model_watch_s,
-        lambda d: load_model(settings, d),
-        worker.switch_model,
-        digest,
-    )
-    return worker

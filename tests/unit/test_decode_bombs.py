@@ -26,7 +26,8 @@ from broker.loopback import LoopbackHub, LoopbackTransport
 from broker.topics import ALL_DEAD_LETTERS, ALL_VERDICTS, StreamRef, frame_topic
 from broker.transport import Inbound
 from edge.settings import EdgeSettings
-from edge.worker import EdgeWorker, build_worker
+from edge.startup import build_worker
+from edge.worker import EdgeWorker
 
 pytestmark = pytest.mark.unit
 

@@ -23,7 +23,7 @@ from edge.model.card import CARD_NAME, FileInfo, load_card, save_card
 from edge.modelswitch import ModelWatcher, SwitchingPipeline, card_digest, check_files
 from edge.pipeline import Pipeline
 from edge.settings import EdgeSettings
-from edge.worker import build_worker
+from edge.startup import build_worker
 
 pytestmark = pytest.mark.unit
 

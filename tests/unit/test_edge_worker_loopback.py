@@ -32,7 +32,8 @@ from broker.topics import (
 )
 from broker.transport import Inbound
 from edge.settings import EdgeSettings, SensorLimit
-from edge.worker import EdgeWorker, build_worker
+from edge.startup import build_worker
+from edge.worker import EdgeWorker
 
 pytestmark = pytest.mark.unit
 
