@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
-from typing import Any
 
-from broker import images
 from broker.images import ImageError
 from broker.messages import (
     Alert,
@@ -25,10 +22,9 @@ from broker.messages import (
     utcnow,
 )
 from broker.topics import StreamRef, TopicError
-from services.store.repo import assignment_rows, decision_row
-
-Row = dict[str, Any]
-COMPONENT = "store"
+from services.store.deadletters import dead_letter_row, store_dead_letter
+from services.store.evidence import evidence_type
+from services.store.repo import Row, assignment_rows, decision_row
 
 
 @dataclass
@@ -60,34 +56,6 @@ def canonical(stream: str) -> str:
 
 def _ref(stream: str) -> StreamRef:
     return StreamRef.parse_key(stream)
-
-
-def dead_letter_row(dl: DeadLetter) -> Row:
-    return {
-        "dl_key": dl.key[:600],
-        "component": dl.component,
-        "topic": dl.topic[:512],
-        "reason": dl.reason[:64],
-        "detail": dl.detail,
-        "payload_size": dl.payload_size,
-        "payload_head": bytes(dl.payload_head),
-        "ts": dl.ts,
-    }
-
-
-def store_dead_letter(key: str, topic: str, reason: str, detail: str, payload: bytes) -> Row:
-    """A dead letter the store itself records (stale epoch, store error, too-large evidence)."""
-    digest = hashlib.sha256(f"{reason}\x00{key}".encode("utf-8", "backslashreplace"))
-    return {
-        "dl_key": f"dl:{COMPONENT}:{reason}:{digest.hexdigest()[:32]}",
-        "component": COMPONENT,
-        "topic": topic[:512],
-        "reason": reason[:64],
-        "detail": detail[:300],
-        "payload_size": len(payload),
-        "payload_head": bytes(payload[:64]),
-        "ts": utcnow(),
-    }
 
 
 def _verdict(p: Planned, v: Verdict) -> None:
@@ -201,19 +169,6 @@ def _gap(p: Planned, m: Gap) -> None:
             "ts": m.ts,
         },
     )
-
-
-EVIDENCE_MAX_SIDE = 1024  # thumbnails are small pictures (the edge sends <= 160 px)
-
-
-def evidence_type(data: bytes) -> str | ImageError:
-    """``image/jpeg`` or ``image/png`` for a well-formed small JPEG/PNG, else why not: evidence
-    is served to browsers, so nothing else (HTML, script, SVG) is ever stored as one."""
-    try:
-        info = images.sniff(data, max_pixels=EVIDENCE_MAX_SIDE**2, max_side=EVIDENCE_MAX_SIDE)
-    except ImageError as exc:
-        return exc
-    return f"image/{info.encoding}"
 
 
 def _alert(p: Planned, m: Alert, evidence_max_bytes: int) -> None:
@@ -412,31 +367,3 @@ def plan(msg: Msg, *, evidence_max_bytes: int = 512 * 1024) -> Planned | None:
     else:
         return None
     return p
-
-
-class EpochFence:
-    """Who owns each stream since which epoch; older results of a moved stream are stale.
-
-    A stream's fence is the epoch at which its CURRENT worker was given it. Results with an
-    epoch below that fence come from before the move (a paused "zombie" worker) and are
-    rejected. A stream with no known assignment accepts any epoch (0 = static assignment).
-    """
-
-    def __init__(self) -> None:
-        self._owners: dict[str, tuple[str, int]] = {}
-
-    def apply(self, worker: str, epoch: int, streams: tuple[str, ...] | list[str]) -> None:
-        for st in streams:
-            cur = self._owners.get(st)
-            if cur is None or (cur[0] != worker and epoch > cur[1]):
-                self._owners[st] = (worker, epoch)
-
-    def fence(self, stream: str) -> int | None:
-        cur = self._owners.get(stream)
-        return None if cur is None else cur[1]
-
-    def accepts(self, stream: str | None, epoch: int) -> bool:
-        if stream is None:
-            return True
-        fence = self.fence(stream)
-        return fence is None or epoch >= fence

@@ -20,7 +20,10 @@ from broker.messages import Alert
 from broker.transport import Inbound, Transport, topic_matches
 from services.store import alerts, repo
 from services.store import schema as s
-from services.store.rows import EpochFence, Planned, Row, dead_letter_row, plan, store_dead_letter
+from services.store.deadletters import dead_letter_row, store_dead_letter
+from services.store.fence import EpochFence
+from services.store.repo import Row
+from services.store.rows import Planned, plan
 
 log = logging.getLogger(__name__)
 

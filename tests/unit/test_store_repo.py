@@ -18,8 +18,9 @@ from services.store.engine import (
     make_engine,
     require_head,
 )
+from services.store.fence import EpochFence
 from services.store.leadership import Leadership
-from services.store.rows import EpochFence, plan
+from services.store.rows import plan
 
 pytestmark = pytest.mark.unit
 
