@@ -41,3 +41,18 @@ def capacity_moved(old: float, new: float, tolerance: float = 0.25) -> bool:
     if old <= 0 or new <= 0:
         return (old <= 0) != (new <= 0)
     return abs(new - old) > tolerance * old
+
+
+def owners(held: dict[str, Held]) -> dict[str, str]:
+    """Each stream's current owner: the worker holding it at the highest epoch."""
+    best: dict[str, tuple[int, str]] = {}
+    for w, h in held.items():
+        for s in h.streams:
+            if s not in best or h.epoch > best[s][0]:
+                best[s] = (h.epoch, w)
+    return {s: w for s, (_, w) in best.items()}
+
+
+def held_rates(held: dict[str, Held]) -> dict[str, float]:
+    """The sampling rate each held stream was granted (1.0 where none was)."""
+    return {s: r for h in held.values() for s, r in h.rates.items()}

@@ -1,12 +1,14 @@
-"""Reports of refused discoveries: a dead letter per refused stream, an alert per site."""
+"""What discovery reports: refused streams (a dead letter each, an alert per site), and
+inputs of unserved streams pushed out of the hold (an ``unassigned`` gap per stream)."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 
 from broker.codecs import Rejected, dead_letter, encode
-from broker.messages import Alert
-from broker.topics import StreamRef, TopicError, alert_topic, dead_letter_topic
+from broker.messages import Alert, Gap
+from broker.topics import StreamRef, TopicError, alert_topic, dead_letter_topic, gap_topic
 from services.dispatcher.discovery import Refusal
 
 COMPONENT = "dispatch"
@@ -45,4 +47,23 @@ def refusal_messages(
             ts=now,
         )
         out.append((alert_topic(ref.site, ref.line, ref.station), encode(alert)))
+    return out
+
+
+def unassigned_gaps(
+    lost: dict[str, int], dispatcher: str, epoch: int, now: datetime
+) -> list[tuple[str, bytes]]:
+    """(topic, payload) of a gap per stream whose held inputs were pushed out unserved."""
+    out = []
+    for key, count in lost.items():
+        gap = Gap(
+            key=f"{key}#unassigned:{uuid.uuid4().hex}",
+            stream=key,
+            reason="unassigned",
+            count=count,
+            worker=dispatcher,
+            epoch=epoch,
+            ts=now,
+        )
+        out.append((gap_topic(StreamRef.parse_key(key)), encode(gap)))
     return out

@@ -5,31 +5,35 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import uuid
 from collections import deque
 from collections.abc import Callable
 
 from broker.codecs import Rejected, decode_output, encode
 from broker.liveness import Liveness
-from broker.messages import Assignment, DispatchDecision, Gap, WorkerStatus, utcnow
+from broker.messages import Assignment, DispatchDecision, WorkerStatus, utcnow
 from broker.topics import (
     ALL_ASSIGNMENTS,
     ALL_STATUS,
     ALL_VERDICTS,
-    StreamRef,
     TopicError,
     alert_topic,
-    assignment_topic,
     dispatch_decision_topic,
-    gap_topic,
     parse,
 )
-from broker.transport import Inbound, Published, Transport
+from broker.transport import Inbound, Transport
 from services.dispatcher import decide as dec
+from services.dispatcher import grants
 from services.dispatcher.discovery import Caps, Discovery, HeldInput
 from services.dispatcher.model import StreamInfo, WorkerInfo
-from services.dispatcher.ports import AssignmentStore, Held, LeaderLock, capacity_moved
-from services.dispatcher.refusals import refusal_messages
+from services.dispatcher.ports import (
+    AssignmentStore,
+    Held,
+    LeaderLock,
+    capacity_moved,
+    held_rates,
+    owners,
+)
+from services.dispatcher.refusals import refusal_messages, unassigned_gaps
 from services.dispatcher.settings import DispatchSettings, StreamSpec
 from services.dispatcher.triggers import (
     CoolDown,
@@ -43,9 +47,7 @@ from services.dispatcher.triggers import (
 from services.dispatcher.triggers import Liveness as Seen
 
 log = logging.getLogger(__name__)
-_NONE = Held(0, (), {})
 TICK_S = 0.05
-PUBLISH_WAIT_S = 5.0
 
 
 class Dispatcher:
@@ -137,7 +139,7 @@ class Dispatcher:
     def assignment(self) -> dict[str, str]:
         """stream -> worker as currently assigned (highest epoch wins)."""
         with self._lock:
-            return self._current()
+            return owners(self._held)
 
     def trigger(self, reason: str) -> None:
         """Ask for a decision (e.g. an operator's rebalance)."""
@@ -255,18 +257,10 @@ class Dispatcher:
                 self.t.publish(topic, payload)
         for item in ready:
             self.t.publish(item.topic, item.payload, properties=item.properties or None)
-        for key, count in lost.items():
-            ref = StreamRef.parse_key(key)
-            gap = Gap(
-                key=f"{key}#unassigned:{uuid.uuid4().hex}",
-                stream=key,
-                reason="unassigned",
-                count=count,
-                worker=self.id,
-                epoch=epoch,
-                ts=utcnow(),
-            )
-            self.t.publish(gap_topic(ref), encode(gap))
+        for (topic, payload), (key, count) in zip(
+            unassigned_gaps(lost, self.id, epoch, utcnow()), lost.items(), strict=True
+        ):
+            self.t.publish(topic, payload)
             log.warning(
                 "dispatcher: %d input(s) of unserved stream %s recorded as a gap", count, key
             )
@@ -357,8 +351,8 @@ class Dispatcher:
         if not self.s.observe_rates or now - self._marks["rates"] < self.s.rate_window_s / 2:
             return
         self._marks["rates"] = now
-        rates = {s: r for h in self._held.values() for s, r in h.rates.items()}
-        current = self._current()  # once: per stream it made this loop quadratic
+        rates = held_rates(self._held)
+        current = owners(self._held)  # once: per stream it made this loop quadratic
         for spec in self._specs():
             planned = self._fps.get(spec.id, spec.fps)
             seen = self._rates.fps(spec.id, now)
@@ -368,14 +362,6 @@ class Dispatcher:
                 assert seen is not None
                 self._fps[spec.id] = seen / rates.get(spec.id, 1.0)
                 self._add(f"rate:{spec.id}")
-
-    def _current(self) -> dict[str, str]:
-        best: dict[str, tuple[int, str]] = {}
-        for w, h in self._held.items():
-            for s in h.streams:
-                if s not in best or h.epoch > best[s][0]:
-                    best[s] = (h.epoch, w)
-        return {s: w for s, (_, w) in best.items()}
 
     def _view(self, now: float) -> dec.View:
         workers = []
@@ -397,8 +383,8 @@ class Dispatcher:
             StreamInfo(s.id, self._fps.get(s.id, s.fps), dict(s.requires), s.priority)
             for s in self._specs()
         )
-        rates = {s: r for h in self._held.values() for s, r in h.rates.items()}
-        return dec.View(tuple(workers), streams, self._current(), rates, self._cool.pinned(now))
+        rates = held_rates(self._held)
+        return dec.View(tuple(workers), streams, owners(self._held), rates, self._cool.pinned(now))
 
     def _decide(self, now: float) -> None:
         with self._lock:
@@ -417,14 +403,17 @@ class Dispatcher:
             epoch = self._epoch + 1 if out.changed else self._epoch
             self._epoch = epoch
         stamp = utcnow()
-        assigns = self._with_resume(dec.assignments(out, epoch, self.id, stamp))
+        assigns = dec.assignments(out, epoch, self.id, stamp)
+        with self._lock:
+            gains = grants.gained(assigns, self._held)
+        assigns = grants.with_resume(assigns, gains, self._store)
         decision = dec.decision(out, epoch, self.id, stamp)
         if self._store is not None:  # durable before anyone acts on the new epoch
             try:
                 self._store.record(assigns, decision, trigger)
             except Exception:
                 log.exception("dispatcher: recording decision %s failed", decision.decision_id)
-        self._publish_assignments(assigns)
+        grants.publish(self.t, assigns, gains)
         with self._lock:
             for a in assigns:
                 self._held[a.worker] = Held(epoch, tuple(a.streams), dict(a.rates))
@@ -444,44 +433,6 @@ class Dispatcher:
             out.plan.solve_ms,
             f", unplaced {len(out.plan.unplaced)}" if out.plan.unplaced else "",
         )
-
-    def _with_resume(self, assigns: list[Assignment]) -> list[Assignment]:
-        """Grants carry, per stream they add, the last seq already accounted for in SQL
-        (``Assignment.resume``): the new owner records what it never receives after that
-        as a ``failover`` gap. Without SQL (or on an SQL error) grants go without it."""
-        with self._lock:
-            gained = {
-                a.worker: sorted(set(a.streams) - set(self._held.get(a.worker, _NONE).streams))
-                for a in assigns
-            }
-        wanted = sorted({st for streams in gained.values() for st in streams})
-        if self._store is None or not wanted:
-            return assigns
-        try:
-            last = self._store.last_seqs(wanted)
-        except Exception:
-            log.exception("dispatcher: last accounted seqs unavailable; grants without resume")
-            return assigns
-        out = []
-        for a in assigns:
-            resume = {st: last[st] for st in gained[a.worker] if st in last}
-            out.append(a.model_copy(update={"resume": resume}) if resume else a)
-        return out
-
-    def _publish_assignments(self, assigns: list[Assignment]) -> None:
-        """Revocations first (workers only losing streams), then grants; each acknowledged."""
-        held = self._held
-
-        def gains(a: Assignment) -> bool:
-            return bool(set(a.streams) - set(held.get(a.worker, Held(0, (), {})).streams))
-
-        for group in ([a for a in assigns if not gains(a)], [a for a in assigns if gains(a)]):
-            pubs: list[Published] = [
-                self.t.publish(assignment_topic(a.worker), encode(a), retain=True) for a in group
-            ]
-            for a, p in zip(group, pubs, strict=True):
-                if not p.wait(PUBLISH_WAIT_S):
-                    log.warning("assignment for %s (epoch %d) not acknowledged", a.worker, a.epoch)
 
     def _maybe_alert(self, out: dec.Outcome, decision_id: str) -> None:
         state = (tuple(sorted(out.plan.rates.items())), tuple(sorted(out.plan.unplaced)))
