@@ -8,7 +8,6 @@ from __future__ import annotations
 import io
 import os
 import socket
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -19,7 +18,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-import uvicorn
+from _feedkit import serving, store
 from helpers import wait_for
 from PIL import Image
 
@@ -30,8 +29,6 @@ from services.feed.settings import FeedSettings
 from services.store import queries
 from services.store import schema as s
 from services.store.engine import make_engine, upgrade
-from services.store.rows import plan
-from services.store.writer import Prepared, write_prepared
 
 pytestmark = pytest.mark.integration
 FULL = os.environ.get("LINEWATCH_FLOOD_FULL") == "1"
@@ -51,12 +48,6 @@ class Feed:
         return httpx.Client(base_url=f"http://127.0.0.1:{self.port}", headers=headers, **kw)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture()
 def feed(tmp_path: Path) -> Iterator[Feed]:
     url = f"sqlite:///{tmp_path / 'feed.db'}"
@@ -72,35 +63,13 @@ def feed(tmp_path: Path) -> Iterator[Feed]:
         **caps,
     )
     app = create_app(settings, engine=engine, escalate=False)
-    port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
     try:
-        wait_for(lambda: server.started, 15, what="uvicorn started")
-        viewer = auth.create(engine, "viewer", "victor")
-        operator = auth.create(engine, "operator", "alice")
-        yield Feed(port, engine, app, viewer, operator)
+        with serving(app) as port:
+            viewer = auth.create(engine, "viewer", "victor")
+            operator = auth.create(engine, "operator", "alice")
+            yield Feed(port, engine, app, viewer, operator)
     finally:
-        server.should_exit = True
-        thread.join(15)
         engine.dispose()
-
-
-def _store(engine: Any, alerts: list[Alert]) -> Prepared:
-    prep = Prepared()
-    for m in alerts:
-        p = plan(m)
-        assert p is not None
-        for table, rows in p.rows.items():
-            prep.rows.setdefault(table, []).extend(rows)
-        if p.alert is not None:
-            prep.alerts.append(p.alert)
-    with engine.begin() as conn:
-        write_prepared(conn, prep)
-    return prep
 
 
 def _alert(n: int, **kw: Any) -> Alert:
@@ -138,7 +107,7 @@ def _raw(port: int, request: bytes, keep: bool = False) -> tuple[int, socket.soc
 
 
 def test_sse_flood_is_capped_and_reads_stay_fast(feed: Feed) -> None:
-    _store(feed.engine, [_alert(i) for i in range(20)])
+    store(feed.engine, [_alert(i) for i in range(20)])
     settings = feed.app.state.settings
     tokens = [auth.create(feed.engine, "viewer", f"v{i}") for i in range(30 if FULL else 12)]
     tickets = []
@@ -213,7 +182,7 @@ def test_revoking_a_token_closes_its_open_stream_within_a_second(feed: Feed) -> 
     ):
         lines = r.iter_lines()
         assert next(lines).startswith("retry:")
-        _store(feed.engine, [_alert(1)])
+        store(feed.engine, [_alert(1)])
         assert any(line.startswith("event: alert") for line in lines)  # it is live
         with feed.engine.begin() as conn:
             assert queries.revoke_token(conn, "victor") == 1
@@ -222,7 +191,7 @@ def test_revoking_a_token_closes_its_open_stream_within_a_second(feed: Feed) -> 
             pass
         closed = time.monotonic() - revoked
     assert closed < 1.0, closed
-    _store(feed.engine, [_alert(2)])
+    store(feed.engine, [_alert(2)])
     with feed.client() as c:  # and its tickets are void
         assert c.get("/api/alerts", params={"ticket": ticket}).status_code == 401
 
@@ -254,7 +223,7 @@ def _jpeg() -> bytes:
 
 def test_headers_host_allow_list_and_evidence(feed: Feed) -> None:
     html = b"<html><script>fetch('/api/alerts?x='+localStorage.lw_token)</script></html>"
-    prep = _store(feed.engine, [_alert(1, thumbnail=html), _alert(2, thumbnail=_jpeg())])
+    prep = store(feed.engine, [_alert(1, thumbnail=html), _alert(2, thumbnail=_jpeg())])
     assert [d["reason"] for d in prep.rows["dead_letters"]] == ["bad_evidence"]
     with feed.client(feed.viewer) as c:
         page = c.get("/")
