@@ -125,9 +125,7 @@ class EdgeWorker:
         self.liveness = Liveness(transport, self.worker, "edge", s.state_dir)  # sets the will
         self.heartbeat = Heartbeat(self.liveness, self._status_fields, s.heartbeat_s)
         self.model_version = runner.version
-        self.model_watch: ModelWatcher[LoadedModel] | None = (
-            None  # set by edge.startup
-        )
+        self.model_watch: ModelWatcher[LoadedModel] | None = None  # set by edge.startup
         self._assignment_file = s.state_dir / f"{self.worker}.assignment.json"
         self._accepting = False
         self._stop = threading.Event()

@@ -125,7 +125,8 @@ def build_into(
     var_files = variation.save(final)
     proj = _fit_families(variation, fit)
     proj.save(final / families.FILE_NAME)
-    nov = {k: variation.score(ds.images, ds.parts)[0] for k, ds in (("val", val), ("test", test))}
+    nov_val, _ = variation.score(val.images, val.parts)
+    nov_test, desc_test = variation.score(test.images, test.parts, want_descriptors=True)
     val_good = np.array(val.labels) == "good"
     head_auroc = ev._auroc(~val_good, feats["val"]["defect_score"].reshape(-1))
     head_on = head_auroc is not None and head_auroc >= HEAD_MIN_AUROC
@@ -133,9 +134,9 @@ def build_into(
         for k in feats:
             feats[k]["defect_score"] = np.zeros_like(feats[k]["defect_score"])
     th = ev.choose_thresholds(
-        feats["val"]["defect_score"][val_good], nov["val"][val_good], cfg.target_fpr, head_on
+        feats["val"]["defect_score"][val_good], nov_val[val_good], cfg.target_fpr, head_on
     )
-    metrics = _metrics(variation, proj, feats["test"], nov["test"], test, th, cfg.held_out)
+    metrics = _metrics(proj, feats["test"], nov_test, desc_test, test, th, cfg.held_out)
     metrics["class_accuracy"] = ev.class_accuracy(feats["test"], test.labels, names)
     metrics["head_val_auroc"] = head_auroc
     if not cfg.data and cfg.faint:
@@ -151,7 +152,7 @@ def build_into(
             (fit, test),
             spec,
             feats["test"],
-            (bank, nov["test"]),
+            (bank, nov_test),
             th,
             metrics,
         )
@@ -174,22 +175,20 @@ def _fit_families(variation: VariationSet, fit: Dataset) -> families.FamilyProje
 
 
 def _metrics(
-    variation: VariationSet,
     proj: families.FamilyProjection,
     out: dict[str, np.ndarray],
     novelty: np.ndarray,
+    descriptors: np.ndarray,
     test: Dataset,
     th: tuple[float, float],
     held_out: str | None,
 ) -> dict[str, Any]:
-    """Held-out figures: combined decision, per part type and macro, family ARI."""
+    """Held-out figures: combined decision, per part type and macro, family ARI (on the
+    defective frames' projected descriptors)."""
     bad = np.array(test.labels) != "good"
-    _, desc = variation.score(
-        test.images[bad], [p for p, b in zip(test.parts, bad, strict=True) if b], True
-    )
     parts = test.parts if set(test.parts) != {"?"} else None
     return ev.quality_scores(
-        out["defect_score"], novelty, test.labels, parts, th, held_out, proj(desc)
+        out["defect_score"], novelty, test.labels, parts, th, held_out, proj(descriptors[bad])
     )
 
 
@@ -217,8 +216,8 @@ def _faint_metrics(
     out = ev.infer(run, faint, spec, desc="features faint")
     if not head_on:  # as served (ModelRunner)
         out["defect_score"] = np.zeros_like(out["defect_score"])
-    nov, _ = variation.score(faint.images, faint.parts)
-    return _metrics(variation, proj, out, nov, faint, th, cfg.held_out)
+    nov, desc = variation.score(faint.images, faint.parts, want_descriptors=True)
+    return _metrics(proj, out, nov, desc, faint, th, cfg.held_out)
 
 
 def _keras_parity(model: keras.Model, fp32: Path, test: Dataset, spec: InputSpec) -> float:

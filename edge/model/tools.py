@@ -47,11 +47,8 @@ def _scores(model: OnnxModel, test: Dataset, held: str | None) -> dict[str, Any]
         res = ev.quality(out, test.labels, model.load_bank(), th, held)
     else:
         vs = VariationSet.load(model.path.parent, card.variation)
-        nov, _ = vs.score(test.images, test.parts)
-        bad = np.array(test.labels) != "good"
-        _, desc = vs.score(
-            test.images[bad], [p for p, b in zip(test.parts, bad, strict=True) if b], True
-        )
+        nov, desc = vs.score(test.images, test.parts, want_descriptors=True)
+        desc = desc[np.array(test.labels) != "good"]
         parts = test.parts if set(test.parts) != {"?"} else None
         if card.families:
             desc = FamilyProjection.load(model.path.parent / card.families)(desc)
