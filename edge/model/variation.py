@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from scipy import fft as sfft
 from scipy import ndimage
 
 from edge.model.register import Pose, RegistrationError, Template, inside, unwarp
@@ -46,7 +47,7 @@ def _line_kernels(size: int) -> Arr:
         delta[0, 0] = 1.0
         k -= ndimage.gaussian_filter(delta, _SURROUND, mode="wrap")
         out.append(np.fft.rfft2(k))
-    return np.stack(out)
+    return np.stack(out).astype(np.complex64)
 
 
 @dataclass
@@ -72,6 +73,9 @@ class VariationModel:
         ys, xs = np.mgrid[0:size, 0:size].astype(np.float32) / size
         self._plane = np.stack([np.ones_like(xs), xs, ys], -1)
         self._kernels = _line_kernels(size)
+        # The lighting plane's least-squares fit over the fit mask, solved once: coef = P·b.
+        self._solve = np.linalg.pinv(self._plane[arrays["fit_mask"]].astype(np.float64))
+        self._inv_mean = 1.0 / np.maximum(arrays["mean"], 8.0).astype(np.float32)
 
     # ---- fitting -----------------------------------------------------------------------
     @classmethod
@@ -113,18 +117,16 @@ class VariationModel:
     # ---- scoring -----------------------------------------------------------------------
     def _residual(self, aligned: Arr) -> Arr:
         """Relative deviation from the mean part, lighting plane removed; (L, R−G, B−G)."""
-        ratio = aligned / np.maximum(self.a["mean"], 8.0)
-        m = self.a["fit_mask"]
-        design = self._plane[m]
-        coef, *_ = np.linalg.lstsq(design, ratio[m], rcond=None)  # [3, 3]: plane per channel
+        ratio = aligned * self._inv_mean
+        coef = (self._solve @ ratio[self.a["fit_mask"]]).astype(np.float32)  # plane per channel
         rel = ratio / np.maximum(self._plane @ coef, 1e-3) - 1.0
-        lum = rel.mean(-1)
+        lum = (rel[..., 0] + rel[..., 1] + rel[..., 2]) / 3.0
         return np.stack([lum, rel[..., 0] - rel[..., 1], rel[..., 2] - rel[..., 1]], -1)
 
     def _maps(self, z: Arr) -> Arr:
-        blob = ndimage.gaussian_filter((z**2).sum(-1), 1.0)
-        f = np.fft.rfft2(z[..., 0])
-        lines = np.fft.irfft2(f[None] * self._kernels, s=z.shape[:2], axes=(-2, -1))
+        blob = ndimage.gaussian_filter(z[..., 0] ** 2 + z[..., 1] ** 2 + z[..., 2] ** 2, 1.0)
+        f = sfft.rfft2(np.asarray(z[..., 0], np.float32))
+        lines = sfft.irfft2(f[None] * self._kernels, s=z.shape[:2], axes=(-2, -1))
         return np.stack([blob, np.abs(lines).max(0)]).astype(np.float32)
 
     def score_one(self, img: Arr, keep: bool = False) -> Scored:
