@@ -50,3 +50,29 @@ def test_an_empty_frame_is_an_error() -> None:
     tmpl = Template.of(_part(1, "pcb"))
     with pytest.raises(RegistrationError):
         tmpl.pose(np.full((SIZE, SIZE, 3), 60.0, np.float32))
+
+
+def test_warp_is_bilinear_sampling_with_the_edge_repeated() -> None:
+    """``warp`` (Pillow's affine transform on a padded frame) equals sampling every reference
+    pixel's source position bilinearly, edge pixels repeated beyond the frame, for any pose —
+    including poses that reach far beyond the frame's edge."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(3)
+    for _ in range(12):
+        img = (rng.random((SIZE, SIZE, 3)) * 255).astype(np.float32)
+        pose = Pose(*rng.uniform(20, SIZE - 20, 2), rng.uniform(0.7, 1.4), rng.uniform(-3.1, 3.1))
+        centre = (float(rng.uniform(60, 100)), float(rng.uniform(60, 100)))
+        ys, xs = np.mgrid[0:SIZE, 0:SIZE].astype(np.float64)
+        c, s = np.cos(pose.angle), np.sin(pose.angle)
+        dx, dy = xs - centre[0], ys - centre[1]
+        sx = pose.cx + pose.scale * (c * dx - s * dy)
+        sy = pose.cy + pose.scale * (s * dx + c * dy)
+        want = np.stack(
+            [
+                ndimage.map_coordinates(img[..., k], [sy, sx], order=1, mode="nearest")
+                for k in range(3)
+            ],
+            -1,
+        )
+        assert np.abs(warp(img, pose, centre) - want).max() < 1e-3
