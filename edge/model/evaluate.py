@@ -22,10 +22,13 @@ def infer(
     run: Callable[[np.ndarray], Outputs],
     ds: Dataset,
     spec: InputSpec,
-    batch: int = 32,
+    batch: int = 8,
     desc: str = "infer",
 ) -> Outputs:
-    """Run ``run`` over the dataset in batches; outputs concatenated by name."""
+    """Run ``run`` over the dataset in batches; outputs concatenated by name.
+
+    Batches of 8: as fast as 32 on 2 cores at 224 px, and onnxruntime's arena for a
+    ResNet-50 grows with the batch (about 3 GB at 32)."""
     parts: dict[str, list[np.ndarray]] = {}
     total = (len(ds) + batch - 1) // batch
     for x in tqdm(ds.batches(spec, batch), total=total, desc=desc, unit="batch", leave=False):

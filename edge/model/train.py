@@ -29,7 +29,7 @@ class TrainConfig:
     seed: int = 0
 
 
-def calibrate_batchnorm(model: keras.Model, nominal: np.ndarray, batch: int = 32) -> int:
+def calibrate_batchnorm(model: keras.Model, nominal: np.ndarray, batch: int = 8) -> int:
     """Set every BatchNorm's moving statistics to the nominal frames' activation statistics.
 
     A data-dependent initialisation for a randomly initialised backbone: each layer's
@@ -52,7 +52,7 @@ def calibrate_batchnorm(model: keras.Model, nominal: np.ndarray, batch: int = 32
     return len(starts)
 
 
-def fit_projection(model: keras.Model, nominal: np.ndarray, batch: int = 32) -> None:
+def fit_projection(model: keras.Model, nominal: np.ndarray, batch: int = 8) -> None:
     """Standardise the concatenated tapped features (nominal mean/std) inside the projection."""
     proj = model.get_layer("patch_projection")
     tap = keras.Model(model.input, proj.input)
