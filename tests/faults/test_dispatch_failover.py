@@ -19,8 +19,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from edge_stack import Proc, ensure_fast_model, history_check, linewatch, query
+from edge_stack import Proc, ensure_fast_model, linewatch, query
 from helpers import wait_for
+from history import History, PublisherLog, report, sqlite_rows, wait_accounted
 
 from broker.codecs import decode_output
 from broker.messages import Assignment, DispatchDecision, Verdict, WorkerStatus
@@ -36,6 +37,7 @@ from broker.transport import Inbound
 
 pytestmark = pytest.mark.fault
 KEEPALIVE = 2
+MOVE_GAPS = {"failover", "missing", "shed"}
 FPS = 5.0
 
 
@@ -197,7 +199,7 @@ class Camera(threading.Thread):
         self.t = MqttTransport(
             stack.env["LINEWATCH_MQTT_URL"], f"cam-{stack.site}", clean_start=True
         )
-        self.published: dict[str, dict[str, int | None]] = {c.key: {} for c in stack.cams}
+        self.log = PublisherLog()
         self.halt = threading.Event()
 
     def run(self) -> None:
@@ -210,7 +212,7 @@ class Camera(threading.Thread):
                     self.images[seq % len(self.images)],
                     properties={"seq": str(seq)},
                 ).wait(10)
-                self.published[c.key][f"{c.key}#0:{seq}"] = seq
+                self.log.record(c.key, seq)
             seq += 1
             self.halt.wait(1.0 / FPS)  # pacing the publisher, not waiting on state
         self.t.stop()
@@ -242,32 +244,11 @@ def _serving(stack: Stack, t: float) -> bool:
     ) == len(stack.cams)
 
 
-def _history(stack: Stack, cam: Camera, want_complete: bool) -> list[dict[str, int]]:
-    """Per camera: published / stored / gapped / lost / duplicate (edge_stack.history_check).
-    With ``want_complete``, wait until nothing is lost (every frame stored or gapped)."""
-    out = []
-    for c in stack.cams:
-        last: dict[str, int] = {}
-
-        def accounted(key: str = c.key, last: dict[str, int] = last) -> dict[str, int] | None:
-            stored = [
-                r[0] for r in query(stack.db, "SELECT frame_key FROM frames WHERE stream = ?", key)
-            ]
-            gaps = query(
-                stack.db, "SELECT gap_key, from_seq, to_seq, reason FROM gaps WHERE stream = ?", key
-            )
-            last.update(history_check(cam.published[key], stored, gaps, key))
-            done = (
-                last["lost"] == 0
-                if want_complete
-                else (last["stored"] + last["gapped"] + 5 >= last["published"])
-            )
-            return dict(last) if done else None
-
-        try:
-            out.append(wait_for(accounted, 120, 0.5, what=f"frames of {c.key} accounted"))
-        except AssertionError as exc:
-            raise AssertionError(f"{exc}: {last}") from None
+def _history(stack: Stack, cam: Camera) -> list[History]:
+    """Every camera's frames stored once or gapped (tests/history.py); the pass rule of a
+    moved stream: docs/operations.md, "Faults" (failover, missing and shed gaps allowed)."""
+    out = wait_accounted(cam.log, sqlite_rows(stack.db), 120, allowed_gaps=MOVE_GAPS)
+    print(report(out))
     return out
 
 
@@ -288,7 +269,7 @@ def _kill_during_traffic(stack: Stack) -> Camera:
     try:
         wait_for(lambda: _serving(stack, time.monotonic() - 1), 120, 0.1, what="serving")
         # mid-stream: the victim has history in SQL and frames in flight when it dies
-        wait_for(lambda: all(len(v) >= 15 for v in cam.published.values()), 60, 0.05)
+        wait_for(lambda: all(cam.log.count(c.key) >= 15 for c in stack.cams), 60, 0.05)
         victim, orphans = _victim(stack)
         t0 = time.monotonic()
         stack.procs[victim].kill()
@@ -302,7 +283,7 @@ def _kill_during_traffic(stack: Stack) -> Camera:
             )
             assert when - t0 <= bound, f"{s} moved after {when - t0:.2f}s > {bound}s"
             print(json.dumps({"stream": s, "served_elsewhere_after_s": round(when - t0, 3)}))
-        wait_for(lambda: all(len(v) > 40 for v in cam.published.values()), 60)
+        wait_for(lambda: all(cam.log.count(c.key) > 40 for c in stack.cams), 60)
     finally:
         cam.halt.set()
         cam.join(30)
@@ -314,28 +295,9 @@ def test_sigkill_worker_streams_move_within_bound(stack: Stack) -> None:
     # Frames the killed worker held unacked (and those published before the new owner
     # subscribed) stay in its MQTT session: the new owner records them as a failover gap,
     # from the last seq accounted for in SQL (Assignment.resume) to the first it receives.
-    for check in _history(stack, cam, want_complete=True):
-        print(json.dumps(check))
-        assert check["lost"] == 0, check
-        assert check["duplicate"] == 0 and check["unexpected"] == 0, check
-        assert check["stored"] + check["gapped"] == check["published"], check
-    _no_seq_stored_and_gapped(stack)
+    for h in _history(stack, cam):
+        assert h.stored + h.gapped == h.published, h
     assert stack.fleet.violations == []
-
-
-def _no_seq_stored_and_gapped(stack: Stack) -> None:
-    """The store never keeps a verdict and a gap for the same seq of a camera."""
-    for c in stack.cams:
-        stored = {r[0] for r in query(stack.db, "SELECT seq FROM frames WHERE stream = ?", c.key)}
-        gapped: set[int] = set()
-        rows = query(stack.db, "SELECT gap_key, from_seq, to_seq FROM gaps WHERE stream = ?", c.key)
-        print(
-            json.dumps({"stream": c.key, "gaps": [[k[len(c.key) :], lo, hi] for k, lo, hi in rows]})
-        )
-        for _key, lo, hi in rows:
-            if lo is not None and hi is not None:
-                gapped.update(range(lo, hi + 1))
-        assert not stored & gapped, (c.key, sorted(stored & gapped))
 
 
 def test_sigstop_zombie_is_fenced(stack: Stack) -> None:
@@ -390,10 +352,7 @@ def test_sigstop_zombie_is_fenced(stack: Stack) -> None:
         rows = query(stack.db, "SELECT worker, epoch FROM frames WHERE frame_key = ?", key)
         assert all(w != victim or e >= new_epoch for w, e in rows), (key, rows)
     # what the zombie held or got after its streams moved is covered by the new owners
-    for check in _history(stack, cam, want_complete=True):
-        print(json.dumps(check))
-        assert check["duplicate"] == 0 and check["unexpected"] == 0, check
-    _no_seq_stored_and_gapped(stack)
+    _history(stack, cam)
     assert stack.fleet.violations == []
 
 

@@ -15,13 +15,15 @@ from typing import Any
 
 import numpy as np
 import pytest
-from edge_stack import Proc, Watcher, ensure_fast_model, history_check, linewatch, query
+from edge_stack import Proc, Watcher, ensure_fast_model, linewatch, query
 from helpers import wait_for
+from history import PublisherLog, sqlite_rows, wait_accounted
 
 from broker.codecs import decode_output
 from broker.topics import StreamRef, frame_topic, verdict_topic
 
 pytestmark = pytest.mark.fault
+EDGE_KILL_GAPS = {"missing", "shed", "failover"}
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +126,7 @@ def test_sigkill_mid_stream_every_frame_stored_once_or_gapped(site_env: Env) -> 
     cam = e.cams[0]
     period = 1.0 / max(2.0, min(25.0, 0.8 * e.capacity()))  # near the worker's capacity
     total, kill_at, restart_at = 150, 50, 80
-    published: dict[str, int | None] = {}
+    log = PublisherLog()
     pubs = []
     first = e.watcher.last(e.worker)
     for seq in range(total):
@@ -133,26 +135,14 @@ def test_sigkill_mid_stream_every_frame_stored_once_or_gapped(site_env: Env) -> 
         if seq == restart_at:  # same id: resumes the broker session, redelivery follows
             e.start_edge(wait=False)
         pubs.append(e.watcher.publish_frame(cam, images[seq % len(images)], seq))
-        published[f"{cam.key}#0:{seq}"] = seq
+        log.record(cam.key, seq)
         time.sleep(period)  # a camera's frame rate (pacing the publisher, not waiting on state)
     assert all(p.wait(30) for p in pubs)
     e.watcher.wait_online(e.worker, counter_above=first.counter)
-
-    def accounted() -> dict[str, int] | None:
-        stored = [
-            r[0] for r in query(e.db, "SELECT frame_key FROM frames WHERE stream = ?", cam.key)
-        ]
-        gaps = query(
-            e.db, "SELECT gap_key, from_seq, to_seq, reason FROM gaps WHERE stream = ?", cam.key
-        )
-        check = history_check(published, stored, gaps, cam.key)
-        return check if check["lost"] == 0 else None
-
-    check = wait_for(accounted, 240, 0.5, what="every frame stored or gapped")
-    assert check is not None
-    print(json.dumps(check))
-    assert check["duplicate"] == 0 and check["unexpected"] == 0, check
-    assert check["stored"] + check["gapped"] == total and check["stored"] > 0, check
+    # docs/operations.md, "Faults": a killed worker may leave missing/shed/failover gaps
+    (h,) = wait_accounted(log, sqlite_rows(e.db), 240, allowed_gaps=EDGE_KILL_GAPS)
+    print(json.dumps(h.as_dict()))
+    assert h.stored + h.gapped == total and h.stored > 0, h
     assert "offline" in e.watcher.states(e.worker)  # the Last Will of the killed worker
     assert e.watcher.last(e.worker).counter > first.counter
 
