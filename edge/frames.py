@@ -43,6 +43,9 @@ class FrameStage:
         m = w.metrics
         m.frames.labels("received").inc()
         stream = frame.stream
+        if w.out.follow(msg, frame.key):  # redelivered while its first copy is in flight
+            m.frames.labels("duplicate").inc()
+            return
         pending = w.out.open_ack(msg, frame.key)
         if not w.state.holds(stream):  # left this worker since on_frame checked: no record,
             m.frames.labels("unassigned").inc()  # the new owner accounts for it (see there)
