@@ -67,6 +67,7 @@ class _Conn:
         self.queues: dict[str, deque[tuple[float, bytes]]] = {"up": deque(), "down": deque()}
         self.queued = {"up": 0, "down": 0}
         self.ended = {"up": False, "down": False}
+        self.delivered = {"up": 0, "down": 0}
         self.lock = threading.Condition()
         self.threads = [
             threading.Thread(target=self._read, args=("up", client), daemon=True),
@@ -131,7 +132,7 @@ class _Conn:
                 except OSError:
                     self.close(reset=True)
                     return
-            self.proxy._count(d, sent)
+            self.proxy._count(self, d, sent)
             with self.lock:
                 self.queues[d].popleft()
                 self.queued[d] -= len(data)
@@ -289,6 +290,16 @@ class FaultProxy:
         with self._lock:
             return self._lock.wait_for(lambda: len(self._conns) >= n, timeout)
 
+    def wait_established(self, timeout: float) -> bool:
+        """Wait until a connection has carried bytes both ways (e.g. MQTT CONNECT and
+        CONNACK): breaking a link before that tests the client's back-off, not the fault."""
+
+        def established() -> bool:
+            return any(c.delivered["up"] and c.delivered["down"] for c in self._conns)
+
+        with self._lock:
+            return self._lock.wait_for(established, timeout)
+
     # -- used by the connections' threads
     def _may_send(self, d: str, received_at: float) -> bool:
         with self._lock:
@@ -320,6 +331,8 @@ class FaultProxy:
                 wait = (1 - tokens) / rate
             time.sleep(min(wait, _TICK))  # the throttle itself: bytes wait for their tokens
 
-    def _count(self, d: str, n: int) -> None:
+    def _count(self, conn: _Conn, d: str, n: int) -> None:
         with self._lock:
             self.stats[f"bytes_{d}"] += n
+            conn.delivered[d] += n
+            self._lock.notify_all()

@@ -110,8 +110,10 @@ def test_pass_through_round_trip_and_byte_counts(link: tuple[FaultProxy, Echo]) 
 def test_cut_resets_both_ends_and_new_connections_pass(link: tuple[FaultProxy, Echo]) -> None:
     proxy, _ = link
     s = connect(proxy)
+    assert proxy.wait_connections(1, 5) and not proxy.wait_established(0.1)
     s.sendall(b"ping")
     assert recv_exactly(s, 4) == b"ping"
+    assert proxy.wait_established(5)
     assert proxy.cut() == 1
     with pytest.raises(ConnectionResetError):
         s.settimeout(5)
