@@ -145,6 +145,7 @@ class Stack:
         self.procs: dict[str, Proc] = {}
         self.fleet = Fleet(url, self.site)
         self.edge_urls: dict[str, str] = {}  # worker index -> broker URL (e.g. a fault proxy)
+        self.dispatch_urls: dict[str, str] = {}  # dispatcher id -> broker URL
 
     def start(self, dispatchers: int = 1) -> Stack:
         linewatch("db", "upgrade", env=self.env)
@@ -171,9 +172,10 @@ class Stack:
         ).start()
 
     def start_dispatcher(self, did: str) -> None:
-        self.procs[did] = Proc(
-            did, ["dispatch", "run", "--id", did], self.dispatch_env, self.tmp
-        ).start()
+        env = dict(self.dispatch_env)
+        if did in self.dispatch_urls:
+            env["LINEWATCH_MQTT_URL"] = self.dispatch_urls[did]
+        self.procs[did] = Proc(did, ["dispatch", "run", "--id", did], env, self.tmp).start()
 
     def stop(self) -> None:
         for p in self.procs.values():
