@@ -102,7 +102,11 @@ def test_pass_through_round_trip_and_byte_counts(link: tuple[FaultProxy, Echo]) 
         payload = bytes(range(256)) * 400  # 100 kB, more than one chunk
         s.sendall(payload)
         assert recv_exactly(s, len(payload)) == payload
-    assert proxy.stats["bytes_up"] == proxy.stats["bytes_down"] == len(payload)
+    wait_for(  # counted just after the send returns: the bytes may be read before that
+        lambda: proxy.stats["bytes_up"] == proxy.stats["bytes_down"] == len(payload),
+        5,
+        what=f"{len(payload)} bytes counted each way ({proxy.stats})",
+    )
     assert proxy.stats["accepted"] == 1
     wait_for(lambda: proxy.connections() == 0, 5, what="the closed connection forgotten")
 
@@ -131,7 +135,7 @@ def test_down_refuses_until_healed(link: tuple[FaultProxy, Echo]) -> None:
     assert proxy.wait_connections(1, 5)
     assert proxy.down() == 1
     s.close()
-    with connect(proxy) as refused, pytest.raises(ConnectionError):
+    with pytest.raises(ConnectionError), connect(proxy) as refused:  # reset, maybe at connect
         refused.sendall(b"x")
         recv_exactly(refused, 1)
     assert proxy.stats["refused"] >= 1
