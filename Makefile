@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 SIM_ARGS ?= --scenario tour
 TESTS ?= tests
 
-.PHONY: demo test lint bench soak clean venv
+.PHONY: demo test lint bench soak fuzz clean venv
 
 venv: $(STAMP)
 
@@ -60,6 +60,14 @@ bench: venv
 	[ $$found -eq 1 ] || echo "make bench: no benchmarks yet"; \
 	if [ -n "$$failed" ]; then \
 	  echo "make bench: crashed:$$failed (their output: var/bench/<name>.out)" >&2; exit 1; fi
+
+# Coverage-guided fuzzing (atheris) of every decoder and the image path, seeded from
+# tests/corpus/bad; one JSON line at the end, also kept in var/fuzz/fuzz.json.
+FUZZ_SECONDS ?= 600
+fuzz: venv
+	@mkdir -p var/fuzz; rc=0; \
+	PYTHONPATH=. $(PY) tests/fuzz/run_fuzz.py $(FUZZ_SECONDS) > var/fuzz/fuzz.out || rc=$$?; \
+	cat var/fuzz/fuzz.out; grep '^{' var/fuzz/fuzz.out | tail -n 1 > var/fuzz/fuzz.json; exit $$rc
 
 soak: venv
 	@if [ -d tests/soak ]; then $(PY) -m pytest $(PYTEST_ARGS) tests/soak; \

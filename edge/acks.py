@@ -40,11 +40,17 @@ class AckTracker:
             self._thread.join(timeout=5)
             self._thread = None
 
-    def open(self, ack: Callable[[], None], what: str = "") -> InputAck:
-        """A new pending input; call ``seal()`` on it once all its outputs are registered."""
+    def open(
+        self,
+        ack: Callable[[], None],
+        what: str = "",
+        unacked: Callable[[], None] | None = None,
+    ) -> InputAck:
+        """A new pending input; call ``seal()`` on it once all its outputs are registered.
+        ``unacked`` runs instead of ``ack`` when an output failed (the input stays unacked)."""
         with self._lock:
             self._pending += 1
-        return InputAck(self, ack, what)
+        return InputAck(self, ack, what, unacked)
 
     def watch(self, pub: Published, done: Callable[[bool], None]) -> None:
         """Call ``done(ok)`` once ``pub`` is resolved (at once if it already is)."""
@@ -104,10 +110,16 @@ class InputAck:
     after the next reconnect, and the failure is counted and logged.
     """
 
-    __slots__ = ("_ack", "_failed", "_lock", "_open", "_tracker", "what")
+    __slots__ = ("_ack", "_failed", "_lock", "_open", "_tracker", "_unacked", "what")
 
-    def __init__(self, tracker: AckTracker, ack: Callable[[], None], what: str) -> None:
-        self._tracker, self._ack, self.what = tracker, ack, what
+    def __init__(
+        self,
+        tracker: AckTracker,
+        ack: Callable[[], None],
+        what: str,
+        unacked: Callable[[], None] | None = None,
+    ) -> None:
+        self._tracker, self._ack, self.what, self._unacked = tracker, ack, what, unacked
         self._open = 1  # the seal
         self._failed = False
         self._lock = threading.Lock()
@@ -146,6 +158,8 @@ class InputAck:
                 "for redelivery",
                 self.what or "an input",
             )
+            if self._unacked is not None:
+                self._unacked()
         else:
             self._ack()
         self._tracker._finished(not failed)

@@ -43,6 +43,9 @@ class FrameStage:
         m = w.metrics
         m.frames.labels("received").inc()
         stream = frame.stream
+        if w.out.follow(msg, frame.key):  # redelivered while its first copy is in flight
+            m.frames.labels("duplicate").inc()
+            return
         pending = w.out.open_ack(msg, frame.key)
         if not w.state.holds(stream):  # left this worker since on_frame checked: no record,
             m.frames.labels("unassigned").inc()  # the new owner accounts for it (see there)
@@ -66,12 +69,14 @@ class FrameStage:
             pending=pending,
             received_at=utcnow(),
             received_mono=time.monotonic(),
+            epoch=w.state.epoch,
         )
         for shed in w.batcher.put(stream.key, job):
             m.frames.labels("shed").inc()
             m.shed.inc()
             f = shed.frame
-            w.out.gap_for(f.stream, f.key, f.seq, "shed", shed.pending, epoch=w.state.epoch)
+            epoch = w.state.epoch if shed.epoch is None else shed.epoch
+            w.out.gap_for(f.stream, f.key, f.seq, "shed", shed.pending, epoch=epoch)
         m.queue_depth.set(w.batcher.depth())
 
     def run(self) -> None:

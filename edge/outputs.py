@@ -31,6 +31,7 @@ class Outputs:
         self.metrics = metrics
         self.worker = worker
         self._done: OrderedDict[str, None] = OrderedDict()
+        self._inflight: dict[str, list[Inbound]] = {}  # key -> redelivered copies waiting
         self._done_lock = threading.Lock()
 
     def publish(self, topic: str, msg: Msg, pending: InputAck | None) -> bool:
@@ -54,16 +55,38 @@ class Outputs:
         log.error("broker refused a publish to %s", topic)
 
     def open_ack(self, msg: Inbound, key: str) -> InputAck:
-        """The pending ack of one input; once acked, its key is remembered as done."""
+        """The pending ack of one input; once acked, its key is remembered as done, and the
+        copies of it redelivered meanwhile (``follow``) are acked with it."""
+        with self._done_lock:
+            self._inflight.setdefault(key, [])
 
         def ack() -> None:
             msg.ack()
             with self._done_lock:
+                copies = self._inflight.pop(key, [])
                 self._done[key] = None
                 while len(self._done) > DONE_KEYS:
                     self._done.popitem(last=False)
+            for c in copies:
+                c.ack()
 
-        return self.acks.open(ack, key)
+        def unacked() -> None:  # an output failed: the copies stay unacked too (redelivered)
+            with self._done_lock:
+                self._inflight.pop(key, None)
+
+        return self.acks.open(ack, key, unacked)
+
+    def follow(self, msg: Inbound, key: str) -> bool:
+        """A redelivered copy of an input still in flight (e.g. after a reconnect, while the
+        first copy waits in a queue) rides on the first: acked with it, never inspected
+        twice — a second inspection could shed one copy and store the other. False when
+        ``key`` is not in flight."""
+        with self._done_lock:
+            copies = self._inflight.get(key)
+            if copies is None:
+                return False
+            copies.append(msg)
+            return True
 
     def was_done(self, key: str) -> bool:
         with self._done_lock:

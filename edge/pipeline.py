@@ -62,6 +62,9 @@ class FrameJob:
     pending: InputAck
     received_at: datetime
     received_mono: float
+    # epoch admitted under, carried by its outputs: a worker that missed a revocation and got
+    # the stream back cannot pass old frames off as the new ownership's (the store's fence)
+    epoch: int | None = None
 
 
 @dataclass
@@ -162,13 +165,14 @@ class Pipeline:
         else:
             novelty = self._novelty(outputs, cameras)
         for row, i in enumerate(ok_idx):
+            admitted = outcomes[i].job.epoch
             self._finish(
                 outcomes[i],
                 row,
                 outputs,
                 float(novelty[row]),
                 inferred.images[row],
-                epoch,
+                epoch if admitted is None else admitted,
                 rows[row],
             )
         return outcomes

@@ -163,46 +163,6 @@ def query(db: Path, sql: str, *params: Any) -> list[tuple[Any, ...]]:
         con.close()
 
 
-def history_check(
-    published: Mapping[str, int | None],
-    stored_keys: Iterable[str],
-    gaps: Iterable[tuple[str, int | None, int | None, str]],
-    stream_key: str,
-) -> dict[str, int]:
-    """lost / duplicate / unexpected of one stream's frames.
-
-    ``published``: frame key -> seq. ``stored_keys``: frame keys of verdict rows (a key more
-    than once is a duplicate). ``gaps``: (gap key, from_seq, to_seq, reason) rows; a frame
-    counts as recorded when a gap covers its seq (or names its key, for unsequenced ones).
-    """
-    stored: dict[str, int] = {}
-    for k in stored_keys:
-        stored[k] = stored.get(k, 0) + 1
-    covered: set[int] = set()
-    gap_keys: set[str] = set()
-    for key, lo, hi, _reason in gaps:
-        gap_keys.add(key.split("!")[0])
-        if lo is not None and hi is not None:
-            covered.update(range(lo, hi + 1))
-    lost = [
-        k
-        for k, seq in published.items()
-        if k not in stored and k not in gap_keys and (seq is None or seq not in covered)
-    ]
-    return {
-        "published": len(published),
-        "stored": sum(1 for k in published if k in stored),
-        "gapped": sum(
-            1
-            for k, seq in published.items()
-            if k not in stored and (k in gap_keys or (seq is not None and seq in covered))
-        ),
-        "lost": len(lost),
-        "duplicate": sum(n - 1 for n in stored.values() if n > 1),
-        "unexpected": sum(1 for k in stored if k not in published and k.startswith(stream_key)),
-    }
-
-
 def ensure_fast_model() -> Path:
     """The model build's fast ``test`` profile, built once into var/models/test-fast.
 

@@ -336,6 +336,7 @@ class Dispatcher:
                 held = self._held.get(w)
                 if held is None or e > held.epoch:
                     self._held[w] = Held(e, tuple(streams), {})
+            self._trust_announced()
             if self.s.discover_streams:  # only this fleet's workers' streams
                 self._disc.adopt(
                     (
@@ -346,6 +347,16 @@ class Dispatcher:
                     ),
                     self._configured,
                 )
+
+    def _trust_announced(self) -> None:
+        """A leader killed between a move's revocations and its grants leaves SQL (written
+        first) ahead of the workers: grants nobody received. What a live worker last
+        announced (status epoch and streams) wins over a newer SQL row, so the take-over
+        decision places those streams again, with resume, instead of trusting them."""
+        for w, st in self._status.items():
+            held = self._held.get(w)
+            if held is not None and st.state != "offline" and st.epoch < held.epoch:
+                self._held[w] = Held(st.epoch, tuple(st.streams), {})
 
     def _check_rates(self, now: float) -> None:
         if not self.s.observe_rates or now - self._marks["rates"] < self.s.rate_window_s / 2:

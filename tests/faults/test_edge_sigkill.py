@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import io
 import json
 import struct
 import threading
 import time
-import uuid
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,13 +13,16 @@ from typing import Any
 
 import numpy as np
 import pytest
-from edge_stack import Proc, Watcher, ensure_fast_model, history_check, linewatch, query
+from edge_site import Site, camera_frames
+from edge_stack import ensure_fast_model, query
 from helpers import wait_for
+from history import PublisherLog, sqlite_rows, wait_accounted
 
 from broker.codecs import decode_output
-from broker.topics import StreamRef, frame_topic, verdict_topic
+from broker.topics import frame_topic, verdict_topic
 
 pytestmark = pytest.mark.fault
+EDGE_KILL_GAPS = {"missing", "shed", "failover"}
 
 
 @pytest.fixture(scope="module")
@@ -29,69 +30,9 @@ def fast_model() -> Path:
     return ensure_fast_model()
 
 
-class Env:
-    """One site: DB, store and an edge worker that the test may kill and restart."""
-
-    def __init__(self, url: str, model: Path, tmp: Path, cameras: list[str]) -> None:
-        self.url, self.model, self.tmp = url, model, tmp
-        self.site = f"t{uuid.uuid4().hex[:10]}"
-        self.worker = f"K{self.site}"
-        self.db = tmp / "history.db"
-        self.env = {
-            "LINEWATCH_MQTT_URL": url,
-            "LINEWATCH_DB_URL": f"sqlite:///{self.db}",
-            "LINEWATCH_DATA_DIR": str(tmp),
-            "LINEWATCH_STORE_NAME": self.site,
-            "LINEWATCH_STORE_SITE": self.site,
-            "LINEWATCH_KEEPALIVE_S": "2",
-            "LINEWATCH_CAMERA_QUEUE": "64",
-        }
-        self.cams = [StreamRef.camera(self.site, "L1", "st1", c) for c in cameras]
-        self.edges: list[Proc] = []
-
-    def start(self) -> Env:
-        linewatch("db", "upgrade", env=self.env)
-        self.store = Proc("store", ["store"], self.env, self.tmp).start()
-        self.watcher = Watcher(self.url, f"w-{self.site}").start(
-            [self.worker, f"store-{self.site}"]
-        )
-        self.start_edge()
-        self.watcher.wait_online(f"store-{self.site}")
-        return self
-
-    def start_edge(self, counter_above: int = 0, wait: bool = True) -> Any:
-        streams = ",".join(c.key for c in self.cams)
-        edge = Proc(
-            f"edge{len(self.edges)}",
-            ["edge", "--id", self.worker, "--streams", streams, "--model-dir", str(self.model)],
-            self.env,
-            self.tmp,
-        ).start()
-        self.edges.append(edge)
-        return self.watcher.wait_online(self.worker, counter_above=counter_above) if wait else None
-
-    def capacity(self) -> float:
-        """The worker's measured frames/s, from its heartbeats."""
-
-        def capacity() -> float:
-            beat = self.watcher.last(self.worker)
-            return float(beat.capacity_fps) if beat is not None else 0.0
-
-        return wait_for(capacity, 30, 0.1, what="a heartbeat with the capacity")
-
-    def stop(self) -> None:
-        self.watcher.stop()
-        for e in self.edges:
-            e.stop()
-        self.store.stop()
-
-    def logs(self) -> str:
-        return "\n".join(p.tail(3000) for p in [*self.edges, self.store])
-
-
 @pytest.fixture()
-def site_env(mosquitto_url: str, fast_model: Path, tmp_path: Path) -> Iterator[Env]:
-    env = Env(mosquitto_url, fast_model, tmp_path, ["c1", "c2"])
+def site_env(mosquitto_url: str, fast_model: Path, tmp_path: Path) -> Iterator[Site]:
+    env = Site(mosquitto_url, fast_model, tmp_path, ["c1", "c2"])
     try:
         yield env.start()
     except BaseException:
@@ -101,30 +42,13 @@ def site_env(mosquitto_url: str, fast_model: Path, tmp_path: Path) -> Iterator[E
         env.stop()
 
 
-def frames(size: int, n: int = 24) -> list[bytes]:
-    from edge.model.synthetic import iter_samples
-
-    out = []
-    for s in iter_samples(99, n, size=size, defect_fraction=0.3):
-        buf = io.BytesIO()
-        s.image.save(buf, format="JPEG", quality=90)
-        out.append(buf.getvalue())
-    return out
-
-
-def _model_size(model: Path) -> int:
-    from edge.model.card import load_card
-
-    return load_card(model).input.size
-
-
-def test_sigkill_mid_stream_every_frame_stored_once_or_gapped(site_env: Env) -> None:
+def test_sigkill_mid_stream_every_frame_stored_once_or_gapped(site_env: Site) -> None:
     e = site_env
-    images = frames(_model_size(e.model))
+    images = camera_frames(e.model)
     cam = e.cams[0]
     period = 1.0 / max(2.0, min(25.0, 0.8 * e.capacity()))  # near the worker's capacity
     total, kill_at, restart_at = 150, 50, 80
-    published: dict[str, int | None] = {}
+    log = PublisherLog()
     pubs = []
     first = e.watcher.last(e.worker)
     for seq in range(total):
@@ -133,26 +57,14 @@ def test_sigkill_mid_stream_every_frame_stored_once_or_gapped(site_env: Env) -> 
         if seq == restart_at:  # same id: resumes the broker session, redelivery follows
             e.start_edge(wait=False)
         pubs.append(e.watcher.publish_frame(cam, images[seq % len(images)], seq))
-        published[f"{cam.key}#0:{seq}"] = seq
+        log.record(cam.key, seq)
         time.sleep(period)  # a camera's frame rate (pacing the publisher, not waiting on state)
     assert all(p.wait(30) for p in pubs)
     e.watcher.wait_online(e.worker, counter_above=first.counter)
-
-    def accounted() -> dict[str, int] | None:
-        stored = [
-            r[0] for r in query(e.db, "SELECT frame_key FROM frames WHERE stream = ?", cam.key)
-        ]
-        gaps = query(
-            e.db, "SELECT gap_key, from_seq, to_seq, reason FROM gaps WHERE stream = ?", cam.key
-        )
-        check = history_check(published, stored, gaps, cam.key)
-        return check if check["lost"] == 0 else None
-
-    check = wait_for(accounted, 240, 0.5, what="every frame stored or gapped")
-    assert check is not None
-    print(json.dumps(check))
-    assert check["duplicate"] == 0 and check["unexpected"] == 0, check
-    assert check["stored"] + check["gapped"] == total and check["stored"] > 0, check
+    # docs/operations.md, "Faults": a killed worker may leave missing/shed/failover gaps
+    (h,) = wait_accounted(log, sqlite_rows(e.db), 240, allowed_gaps=EDGE_KILL_GAPS)
+    print(json.dumps(h.as_dict()))
+    assert h.stored + h.gapped == total and h.stored > 0, h
     assert "offline" in e.watcher.states(e.worker)  # the Last Will of the killed worker
     assert e.watcher.last(e.worker).counter > first.counter
 
@@ -176,9 +88,9 @@ def garbage(good_jpeg: bytes) -> list[tuple[bytes, str]]:
     ]
 
 
-def test_garbage_dead_lettered_without_hurting_other_cameras(site_env: Env) -> None:
+def test_garbage_dead_lettered_without_hurting_other_cameras(site_env: Site) -> None:
     e = site_env
-    images = frames(_model_size(e.model), 12)
+    images = camera_frames(e.model, 12)
     good_cam, bad_cam = e.cams
     lat: dict[str, float] = {}
     sent: dict[str, float] = {}

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from helpers import wait_for
+from history import PublisherLog, engine_rows, report, wait_accounted
 from store_procs import Writer, count, purge_sessions, wait_online
 from store_support import cam, verdict
 
@@ -111,7 +112,7 @@ def private_pg() -> Iterator[PrivatePostgres]:
             pg.remove()
 
 
-def _stream(pub: MqttTransport, site: str, done: threading.Event) -> None:
+def _stream(pub: MqttTransport, site: str, done: threading.Event, log: PublisherLog) -> None:
     """N verdicts at RATE per second, every publish confirmed by the broker."""
     c = cam(site=site)
     start = time.monotonic()
@@ -120,6 +121,7 @@ def _stream(pub: MqttTransport, site: str, done: threading.Event) -> None:
         if pause > 0:
             done.wait(pause)
         assert pub.publish(topics.verdict_topic(c), encode(verdict(c, i))).wait(30)
+        log.record(c.key, i)
     done.set()
 
 
@@ -137,7 +139,8 @@ def test_postgres_outage_of_30_s(
     )
     pub = MqttTransport(mosquitto_url, f"{site_id}-pub", clean_start=True)
     done = threading.Event()
-    sender = threading.Thread(target=_stream, args=(pub, site_id, done), daemon=True)
+    log = PublisherLog()
+    sender = threading.Thread(target=_stream, args=(pub, site_id, done, log), daemon=True)
     try:
         writer.start()
         wait_online(engine, [writer])
@@ -161,9 +164,8 @@ def test_postgres_outage_of_30_s(
         private_pg.start()
         sender.join(120)
         assert done.is_set(), "publisher did not finish"
-        wait_for(
-            lambda: count(engine, s.T_FRAMES) == N, 120, what=f"all {N} frames after the outage"
-        )
+        assert log.count() == N
+        print(report(wait_accounted(log, engine_rows(engine), 120)))
         wait_for(lambda: writer.stat("pending") == 0, 30, what="writer idle")
         assert count(engine, s.T_FRAMES) == N
         assert count(engine, s.T_DEAD_LETTERS, component="store") == 0

@@ -70,10 +70,19 @@ def _dispatcher(hub: LoopbackHub, owned: list[Any], settings: DispatchSettings) 
     return d
 
 
-def _edges(hub: LoopbackHub, owned: list[Any], names: tuple[str, ...]) -> None:
+def _edges(
+    hub: LoopbackHub,
+    owned: list[Any],
+    names: tuple[str, ...],
+    held: dict[str, Any] | None = None,
+) -> None:
+    """Fake workers; ``held`` (worker -> Assignment): what each announces it holds, as a real
+    worker does after a restart of the bus (its assignment survives in its state file)."""
     for w in names:
+        a = (held or {}).get(w)
+        extra = {"epoch": a.epoch, "streams": tuple(a.streams)} if a is not None else {}
         e = FakeEdge(
-            LoopbackTransport(hub, f"edge-{w}"), w, capacity_fps=50.0, cost_per_hour=1.0
+            LoopbackTransport(hub, f"edge-{w}"), w, capacity_fps=50.0, cost_per_hour=1.0, **extra
         ).start()
         owned.append(e)
 
@@ -116,7 +125,7 @@ def test_restart_recovers_assignments_from_sql(
     hub2 = LoopbackHub()
     obs2 = Observer(LoopbackTransport(hub2, "obs2")).start()
     owned.append(obs2.t)
-    _edges(hub2, owned, ("e1", "e2", "e3"))
+    _edges(hub2, owned, ("e1", "e2", "e3"), held=dict(obs.assign))
     d2 = _dispatcher(hub2, owned, _settings(tmp_path, db_url, "d2"))
     wait_for(lambda: obs2.decisions, 15, what="start-up decision")
     start = obs2.decisions[0]
