@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 SIM_ARGS ?= --scenario tour
 TESTS ?= tests
 
-.PHONY: demo test lint bench soak clean venv
+.PHONY: demo test test-live lint bench soak clean venv
 
 venv: $(STAMP)
 
@@ -32,10 +32,17 @@ demo: venv
 	elif [ $$rc -ne 0 ]; then exit $$rc; fi
 	$(LW) up --sim --sim-args "$(SIM_ARGS)"
 
-# All tiers but benchmarks. Exit status 5 (no tests collected) counts as success.
+# All tiers but benchmarks and the live-line acceptance. Exit status 5 (no tests collected)
+# counts as success.
 test: venv
-	@rc=0; $(PY) -m pytest -m "not bench" $(PYTEST_ARGS) $(TESTS) || rc=$$?; \
+	@rc=0; $(PY) -m pytest -m "not bench and not live" $(PYTEST_ARGS) $(TESTS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: no tests collected"; exit 0; fi; exit $$rc
+
+# The live-line acceptance (tests marked `live`): builds the `quick` model once (or takes
+# LINEWATCH_TEST_MODEL_DIR), runs `linewatch up` with the simulator for 60 s on the real
+# Mosquitto and Postgres, checks the page in Chromium and scores SQL against ground truth.
+test-live: venv
+	$(PY) -m pytest -m live $(PYTEST_ARGS) tests/e2e
 
 # All three checks run, so one run shows every problem; the target fails if any failed.
 lint: venv

@@ -43,13 +43,15 @@ def camera_tiles(conn: Connection, window_s: float, now: datetime | None = None)
     f = s.T_FRAMES
     bad = func.sum(case((f.c.verdict != "ok", 1), else_=0))
     q = (
-        select(f.c.stream, func.count().label("frames"), bad.label("bad"))
+        select(f.c.stream, func.count(), bad, func.min(f.c.decided_at))
         .where(f.c.decided_at >= now - timedelta(seconds=window_s))
         .group_by(f.c.stream)
     )
     tiles = []
     rows: Any = conn.execute(q).all()
-    for stream, frames, n_bad in rows:
+    for stream, frames, n_bad, first in rows:
+        # a camera that started within the window: its rate over the time it has run
+        ran_s = min(window_s, max(60.0, (now - first).total_seconds() if first else window_s))
         last = _frame(conn, f.c.stream == stream, newest=f.c.decided_at)
         assert last is not None
         flagged = _frame(
@@ -63,7 +65,7 @@ def camera_tiles(conn: Connection, window_s: float, now: datetime | None = None)
                 "station": last["station"],
                 "camera": last["camera"],
                 "frames": int(frames),
-                "frames_per_min": frames * 60.0 / window_s,
+                "frames_per_min": frames * 60.0 / ran_s,
                 "defect_rate": int(n_bad or 0) / frames if frames else 0.0,
                 "latest": last,
                 "last_flagged": flagged,

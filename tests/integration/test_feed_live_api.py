@@ -105,6 +105,7 @@ def test_live_views(feed: Feed) -> None:
         assert set(tiles) == {"c1", "c2"}
         c1, c2 = tiles["c1"], tiles["c2"]
         assert c1["frames"] == 60 and c1["defect_rate"] == pytest.approx(12 / 60)
+        assert c1["frames_per_min"] == pytest.approx(2.0, rel=0.01)  # over the 30 min it ran
         assert c1["latest"]["seq"] == 59 and c1["latest"]["verdict"] == "defect"
         assert c1["latest"]["model_version"] == "m1" and c1["latest"]["part"] == "gear"
         assert c1["last_flagged"]["seq"] == 59 and c1["last_flagged"]["family"] == "F1"

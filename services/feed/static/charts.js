@@ -17,12 +17,20 @@
   }
 
   function niceMax(v) {
-    for (const m of [0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1]) if (v <= m) return m;
+    for (const m of [0.02, 0.04, 0.1, 0.2, 0.4, 0.6, 0.8, 1]) if (v <= m) return m;  // quarters read well
     return 1;
   }
 
+  // The x axis: the last hour, or from the first frame (ten minutes at least) on a line that
+  // has run for less, so a fresh line's first minutes are not a sliver at the right edge.
+  function span(data, now) {
+    const first = Math.min(...data.items.flatMap((s) => s.points.map((p) => p.t)));
+    return Math.max(now - data.window_s, Math.min(first, now - 600));
+  }
+  const TICKS_MIN = [1, 2, 5, 10, 15, 20, 30];
+
   function rateChart(data) {
-    const now = Date.now() / 1000, t0 = now - data.window_s, step = data.bucket_s;
+    const now = Date.now() / 1000, t0 = span(data, now), step = data.bucket_s;
     const series = data.items.map((s) => ({
       name: `${s.line}/${s.station}`,
       pts: s.points.map((p) => [p.t + step / 2, p.bad / p.frames]),
@@ -36,7 +44,9 @@
       g += `<line class="grid" x1="${L}" x2="${W - R}" y1="${y(v)}" y2="${y(v)}"/>` +
         `<text class="ylab" x="${L - 6}" y="${y(v) + 4}">${(v * 100).toFixed(v * 100 < 10 ? 1 : 0)}%</text>`;
     }
-    for (let m = 60; m >= 0; m -= 10) {
+    const minutes = (now - t0) / 60;
+    const every = TICKS_MIN.find((m) => minutes / m <= 7) || 60;
+    for (let m = Math.floor(minutes / every) * every; m >= 0; m -= every) {
       const t = now - m * 60;
       g += `<text class="xlab" x="${x(t)}" y="${H - 6}">${m ? "−" + m + " min" : "now"}</text>`;
     }
@@ -74,8 +84,11 @@
       `<polygon class="band" points="${band}"/><polyline class="mean" points="${mean}"/></svg>${alarm}</div>`;
   }
 
+  let bucket = 15;  // then 60 once the line has run for more than a quarter of an hour
   every(15, async () => {
-    const data = await get("/api/live/rates?window_s=3600&bucket_s=60");
+    const data = await get(`/api/live/rates?window_s=3600&bucket_s=${bucket}`);
+    const now = Date.now() / 1000;
+    bucket = now - span(data, now) <= 900 ? 15 : 60;  // finer slots while the line is young
     paint("#rate-chart", data, rateChart);
   });
   every(5, async () => {

@@ -11,7 +11,7 @@
     return `<article class="fam" data-family="${esc(f.family)}">` +
       `<header><h3>${esc(f.name)}</h3><small>${esc(f.family)}</small>` +
       `<span class="count">${esc(f.size)}</span></header>` +
-      `<div class="fam-pics">${pics || '<div class="noimg">no picture kept</div>'}</div>` +
+      `<div class="fam-pics">${pics || '<div class="noimg">no exemplar picture</div>'}</div>` +
       `<p>first seen ${esc(clock(f.first_seen))} · last seen ${esc(ago(f.last_seen))} · ` +
       `${Number(f.rate_per_hour || 0).toFixed(1)}/h</p>` +
       `<p class="fam-cams">${f.cameras.map((c) => esc(c.split("/").slice(1).join("/"))).join(", ")}</p></article>`;

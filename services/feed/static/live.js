@@ -38,6 +38,7 @@ window.LW = (function () {
     return Math.round(s / 86400) + " d ago";
   }
   const clock = (v) => { const d = new Date(ms(v)); return isNaN(d) ? "" : d.toLocaleTimeString(); };
+  const stamp = (v) => { const d = new Date(ms(v)); return isNaN(d) ? "" : d.toLocaleString(); };
   const pct = (x) => (100 * Number(x || 0)).toFixed(1) + "%";
 
   // Re-render a region only when its data changed (no flicker of cached pictures).
@@ -76,5 +77,5 @@ window.LW = (function () {
 
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", lightbox);
   else lightbox();
-  return { esc, get, src, ago, clock, pct, paint, every };
+  return { esc, get, src, ago, clock, stamp, pct, paint, every };
 })();

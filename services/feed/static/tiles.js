@@ -2,7 +2,7 @@
 // map) and the strip of flagged frames, refreshed every few seconds.
 "use strict";
 (function () {
-  const { esc, get, src, ago, pct, paint, every } = window.LW;
+  const { esc, get, src, ago, stamp, pct, paint, every } = window.LW;
 
   function badge(verdict) {
     return `<span class="badge v-${esc(verdict)}">${esc(verdict)}</span>`;
@@ -14,7 +14,7 @@
   function tile(t) {
     const cur = t.latest || {};
     const bad = t.last_flagged;
-    const caption = bad ? `${t.stream} · ${what(bad)} · ${bad.decided_at}` : "";
+    const caption = bad ? `${t.stream} · ${what(bad)} · ${stamp(bad.decided_at)}` : "";
     const pic = bad && bad.image
       ? `<img class="zoom" loading="lazy" alt="last flagged frame of ${esc(t.camera)}" ` +
         `data-caption="${esc(caption)}" src="${src(bad.image)}">`
@@ -32,7 +32,7 @@
   }
 
   function frame(f) {
-    const caption = `${f.stream} · ${what(f)} · ${f.decided_at} · model ${f.model_version}`;
+    const caption = `${f.stream} · ${what(f)} · ${stamp(f.decided_at)} · model ${f.model_version}`;
     return `<figure class="flag" data-frame-id="${esc(f.id)}">` +
       `<img class="zoom" loading="lazy" alt="flagged frame ${esc(f.id)} with its anomaly map" ` +
       `data-caption="${esc(caption)}" src="${src(f.image)}">` +
