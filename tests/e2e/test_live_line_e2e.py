@@ -26,7 +26,8 @@ from edge_stack import history_check
 from feed_e2e import _free_port
 from helpers import wait_for
 
-pytestmark = [pytest.mark.e2e, pytest.mark.live]
+# the first test also waits for the session's model build (17 min on a busy 2-core machine)
+pytestmark = [pytest.mark.e2e, pytest.mark.live, pytest.mark.timeout(2400)]
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTEFACTS = ROOT / "var" / "artifacts"
