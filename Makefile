@@ -39,10 +39,11 @@ test: venv
 	@rc=0; $(PY) -m pytest -m "not bench and not live" $(PYTEST_ARGS) $(TESTS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: no tests collected"; exit 0; fi; exit $$rc
 
-# The live-line acceptance (tests marked `live`): builds the `quick` model once (or takes
-# LINEWATCH_TEST_MODEL_DIR), runs `linewatch up` with the simulator for 60 s on the real
-# Mosquitto and Postgres, checks the page in Chromium and scores SQL against ground truth;
-# and drives `make demo DEMO_SECONDS=…` (a fresh start, a background build, a later run).
+# The live-line acceptance (tests marked `live`): builds var/models/quick when not up to
+# date (or takes LINEWATCH_TEST_MODEL_DIR), runs `linewatch up` with the simulator for 60 s
+# on the real Mosquitto and Postgres, checks the page in Chromium and scores SQL against
+# ground truth; and drives `make demo DEMO_SECONDS=…` (a fresh start, a background build,
+# a later run).
 test-live: venv
 	$(PY) -m pytest -m live $(PYTEST_ARGS) tests/e2e
 
