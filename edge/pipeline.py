@@ -92,8 +92,8 @@ class Inferred:
 class PipelineConfig:
     worker: str
     max_pixels: int = 40_000_000
-    thumbnail_px: int = 160
-    thumbnail_bytes: int = 12_000
+    thumbnail_px: int = 384
+    thumbnail_bytes: int = 48_000
 
 
 class Pipeline:

@@ -62,8 +62,10 @@ class EdgeSettings(CommonSettings):
     labels: dict[str, str] = Field(default_factory=dict)
     metrics_port: int = Field(default=0, ge=0, le=65535)  # 0: no Prometheus endpoint
     metrics_host: str = "127.0.0.1"
-    thumbnail_px: int = Field(default=160, ge=16, le=512)
-    thumbnail_bytes: int = Field(default=12_000, ge=1_000, le=256_000)
+    # evidence picture with the anomaly map: big enough to see the defect on the page (and
+    # enlarge), small enough that the store's evidence budget holds tens of thousands
+    thumbnail_px: int = Field(default=384, ge=16, le=1024)
+    thumbnail_bytes: int = Field(default=48_000, ge=1_000, le=256_000)
     # seconds between looks at the model directory's card (a new one is switched to); 0: never
     model_watch_s: float = Field(default=5.0, ge=0, le=3600)
 

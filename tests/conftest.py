@@ -18,6 +18,13 @@ PG_URL = os.environ.get(
 )
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # registered here, not in pyproject.toml, so adding it leaves the venv stamp alone
+    config.addinivalue_line(
+        "markers", "live: a real model and a live line of a minute or more (make test-live)"
+    )
+
+
 def _reachable(url: str, default_port: int) -> bool:
     parts = urlsplit(url)
     try:

@@ -48,19 +48,6 @@ def alert_row(a: dict[str, Any]) -> str:
     )
 
 
-def family_card(f: dict[str, Any]) -> str:
-    thumbs = "".join(
-        f'<img class="thumb" loading="lazy" alt="{_e(f["family"])}" src="/api/frames/{i}/image">'
-        for i in f.get("sample_frames", [])
-    )
-    return (
-        f'<div class="card family" data-family="{_e(f["family"])}">'
-        f"<h3>{_e(f['name'])} <small>{_e(f['family'])}</small></h3>"
-        f"<p>{_e(f['size'])} frames · {float(f.get('rate_per_hour') or 0):.1f}/h · last "
-        f'{_when(f["last_seen"])}</p><div class="thumbs">{thumbs}</div></div>'
-    )
-
-
 def line_tile(x: dict[str, Any]) -> str:
     rate = float(x.get("defect_rate") or 0.0)
     level = "bad" if rate >= 0.1 else "warn" if rate >= 0.02 else "good"
@@ -88,21 +75,18 @@ def render(engine: Engine, *, with_data: bool, lines_window_s: float) -> str:
     """The whole page; ``with_data`` False (reads need a token) renders an empty shell that
     app.js fills once the operator has given a token."""
     alerts: list[dict[str, Any]] = []
-    fams: list[dict[str, Any]] = []
     lines: list[dict[str, Any]] = []
     workers: list[dict[str, Any]] = []
     with engine.connect() as conn:
         last = queries.last_event_id(conn)
         if with_data:
             alerts, _ = queries.list_alerts(conn, queries.AlertFilter(limit=100))
-            fams = queries.list_families(conn)
             lines = queries.line_stats(conn, lines_window_s)
             workers = queries.list_workers(conn)
     return TEMPLATE.substitute(
         last_event_id=last,
         loaded="1" if with_data else "0",
         alert_rows="".join(alert_row(a) for a in alerts),
-        families="".join(family_card(f) for f in fams),
         lines="".join(line_tile(x) for x in lines),
         workers="".join(worker_row(w) for w in workers),
     )

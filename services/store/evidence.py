@@ -5,7 +5,7 @@ from __future__ import annotations
 from broker import images
 from broker.images import ImageError
 
-EVIDENCE_MAX_SIDE = 1024  # thumbnails are small pictures (the edge sends <= 160 px)
+EVIDENCE_MAX_SIDE = 1024  # evidence pictures are small (the edge sends <= 384 px by default)
 
 
 def evidence_type(data: bytes) -> str | ImageError:

@@ -23,7 +23,6 @@ from broker.messages import (
     WorkerStatus,
     utcnow,
 )
-from services.feed.page import render
 from services.store import repo
 from services.store import schema as s
 
@@ -282,8 +281,9 @@ def test_families_gallery_and_curation(feed: Feed) -> None:
         items = {f["family"]: f for f in c.get("/api/families").json()["items"]}
         assert set(items) == {"F1", "F2", "F3"}
         assert len(items["F1"]["sample_images"]) == 1
-        html = render(feed.engine, with_data=True, lines_window_s=300)  # the page's gallery
-        assert 'data-family="F1"' in html and items["F1"]["sample_images"][0] in html
+        gallery = {f["family"]: f for f in c.get("/api/live/families").json()["items"]}
+        assert gallery["F1"]["sample_images"] == items["F1"]["sample_images"]  # page's gallery
+        assert gallery["F1"]["cameras"] == [v.stream] and gallery["F2"]["cameras"] == []
         img = c.get(items["F1"]["sample_images"][0])
         assert img.status_code == 200 and img.content[:2] == b"\xff\xd8"
         json_error(c.get("/api/frames/987654/image"), 404)

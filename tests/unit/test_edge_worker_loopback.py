@@ -176,9 +176,9 @@ def test_frames_give_verdicts_alerts_and_features(worker: EdgeWorker, bus: Bus) 
     assert {a.kind for a in alerts} == {"defect", "anomaly"}
     for a in alerts:
         assert a.frame_key in (by_seq[2].key, by_seq[3].key)
-        assert a.thumbnail and len(a.thumbnail) <= 12_000
+        assert a.thumbnail and len(a.thumbnail) <= 48_000  # the evidence defaults: 384 px
         with Image.open(io.BytesIO(a.thumbnail)) as im:
-            assert im.format == "JPEG" and max(im.size) <= 160
+            assert im.format == "JPEG" and max(im.size) <= 384
     feats = bus.wait(Route.FEATURES, 2, 5)
     for f in feats:
         vec = embedding_from_bytes(f.embedding, f.dim)

@@ -165,18 +165,12 @@
     applyFilter();
   }
   async function refreshTiles() {
-    const [lines, fams, workers] = await Promise.all([api("GET", "/api/lines"),
-      api("GET", "/api/families"), api("GET", "/api/workers")]);
+    const [lines, workers] = await Promise.all([api("GET", "/api/lines"), api("GET", "/api/workers")]);
     $("#lines").innerHTML = lines.items.map((x) => {
       const rate = Number(x.defect_rate || 0), level = rate >= 0.1 ? "bad" : rate >= 0.02 ? "warn" : "good";
       return `<div class="card tile ${level}"><h3>${esc(x.line)} / ${esc(x.station)}</h3>` +
         `<p class="rate">${(rate * 100).toFixed(1)}% defects</p><p>${Number(x.frames_per_min || 0).toFixed(1)} frames/min · last ${esc(x.last_verdict)}</p></div>`;
     }).join("");
-    $("#families").innerHTML = fams.items.map((f) =>
-      `<div class="card family" data-family="${esc(f.family)}"><h3>${esc(f.name)} <small>${esc(f.family)}</small></h3>` +
-      `<p>${esc(f.size)} frames · ${Number(f.rate_per_hour || 0).toFixed(1)}/h · last ${esc(when(f.last_seen))}</p><div class="thumbs">` +
-      f.sample_images.map((src) => `<img class="thumb" loading="lazy" alt="${esc(f.family)}" src="${esc(withTicket(src))}">`).join("") +
-      `</div></div>`).join("");
     $("#workers tbody").innerHTML = workers.items.map((w) => {
       const a = w.assignment || {};
       return `<tr class="worker st-${esc(w.state)}"><td>${esc(w.worker)}</td><td>${esc(w.role)}</td><td>${esc(w.state)}</td>` +
