@@ -28,6 +28,8 @@ from edge.model.runtime import ModelLoadError, OnnxModel, session_options
 from edge.model.variation_set import VariationSet
 from edge.preprocess import InputSpec, PreprocessError, decode_image, preprocess_images
 from edge.scoring import Decision, Thresholds, decide
+from edge.teachbook import TeachBook
+from edge.teachscore import TeachMaps
 from edge.thresholds import ThresholdBook
 from edge.variations import VariationBook
 
@@ -109,8 +111,10 @@ class Pipeline:
         config: PipelineConfig,
         clock: Callable[[], float] = time.monotonic,
         variations: VariationBook | None = None,
+        teach: TeachBook | None = None,
     ) -> None:
         self.runner = runner
+        self.teach = teach
         self.banks = banks
         self.variations = variations
         self.thresholds = thresholds
@@ -161,6 +165,10 @@ class Pipeline:
             novelty = np.array([r.scored.score for r in rows if r is not None], np.float32)
         else:
             novelty = self._novelty(outputs, cameras)
+        maps = None
+        if self.teach is not None:  # operators' teaching (edge/teach.py)
+            maps = TeachMaps(self.teach, cameras, rows, outputs["patch_features"], self.banks)
+            novelty = maps.adjust(novelty)
         for row, i in enumerate(ok_idx):
             self._finish(
                 outcomes[i],
@@ -171,6 +179,15 @@ class Pipeline:
                 epoch,
                 rows[row],
             )
+            if maps is not None and (v := outcomes[i].verdict) is not None:
+                maps.observe(
+                    row,
+                    v.key,
+                    v.verdict,
+                    float(novelty[row]),
+                    inferred.images[row],
+                    self.runner.spec.size,
+                )
         return outcomes
 
     def _novelty(self, outputs: Mapping[str, np.ndarray], cameras: list[str]) -> np.ndarray:
@@ -197,6 +214,8 @@ class Pipeline:
         job = out.job
         cam = job.frame.stream.key
         th = self.thresholds.get(cam)
+        if self.teach is not None:
+            th = Thresholds(th.defect, self.teach.state(cam).threshold(th.novelty))
         d = decide(
             float(np.asarray(outputs["defect_score"]).reshape(-1)[row]),
             novelty,
