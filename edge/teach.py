@@ -8,9 +8,10 @@ cell: the frame's departure is normal here, so the frame and frames like it scor
 The allowance of a cell never exceeds ``cap`` (a multiple of the camera's novelty
 threshold), so one mark cannot make a whole region blind.
 
-The novelty threshold is then re-derived from the camera's recent good frames (those judged
-``ok`` and the taught ones, re-scored): their ``quantile`` times ``margin``, never below the
-configured threshold and never above ``max_raise`` times it.
+The novelty threshold is then re-derived from the camera's recent good frames: those judged
+``ok`` as scored, and the taught ones each scored against the allowance of the *other* taught
+frames (how the next frame like it will score); their ``quantile`` times ``margin``, never
+below the configured threshold and never above ``max_raise`` times it.
 
 ``confirmed`` defects are kept as maps too; the recall guard re-scores them under a proposed
 state, and a change that loses more than ``Guard.max_recall_drop`` of them is held for a
@@ -36,7 +37,7 @@ class Guard:
     cap: float = 4.0  # allowance <= cap x the camera's configured novelty threshold
     quantile: float = 0.99  # of recent good frames' scores
     margin: float = 1.05
-    max_raise: float = 3.0  # taught threshold <= max_raise x the configured one
+    max_raise: float = 1.5  # taught threshold <= max_raise x the configured one
     max_recall_drop: float = 0.05  # recall on confirmed defects a change may lose unheld
 
 
@@ -143,6 +144,21 @@ def absorb(state: Taught, nmap: Arr, configured: float, guard: Guard) -> Taught:
     return replace(state, version=state.version + 1, allowance=allowance)
 
 
+def held_out_scores(taught_maps: Sequence[Arr], cap: float) -> list[float]:
+    """Each taught frame's score against the allowance the *other* taught frames make: how a
+    new frame like it would score (leave-one-out; its own mark would hide it)."""
+    if not taught_maps:
+        return []
+    raw = np.stack([np.asarray(m, np.float32) for m in taught_maps])
+    if len(raw) == 1:
+        return [float(raw[0].max())]
+    maps = np.clip(raw, 0.0, cap)
+    order = np.argsort(maps, axis=0)
+    top = np.take_along_axis(maps, order[-1:], 0)[0]
+    second = np.take_along_axis(maps, order[-2:-1], 0)[0]
+    return [float((raw[i] - np.where(order[-1] == i, second, top)).max()) for i in range(len(raw))]
+
+
 def derive_threshold(
     state: Taught,
     good_scores: Sequence[float],
@@ -150,13 +166,14 @@ def derive_threshold(
     configured: float,
     guard: Guard,
 ) -> float | None:
-    """The threshold recent good frames need under ``state`` (None: the configured one).
+    """The threshold recent good frames need (None: the configured one).
 
-    ``good_scores`` were scored when judged ok; teaching only lowers a score, so they bound
-    the re-scored values from above (a safe side). ``taught_maps`` are re-scored exactly.
+    ``good_scores`` (frames judged ok) count as they were scored; ``taught_maps`` with their
+    held-out score (:func:`held_out_scores`). Their ``quantile`` times ``margin``, within
+    ``[configured, max_raise x configured]``.
     """
     scores = [float(s) for s in good_scores if np.isfinite(s)]
-    scores += [state.score(m) for m in taught_maps]
+    scores += held_out_scores(taught_maps, guard.cap * configured)
     if not scores:
         return None
     wanted = float(np.quantile(np.asarray(scores), guard.quantile)) * guard.margin

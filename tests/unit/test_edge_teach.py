@@ -5,7 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge.teach import Guard, Taught, TeachError, absorb, confirm, derive_threshold, pool
+from edge.teach import (
+    Guard,
+    Taught,
+    TeachError,
+    absorb,
+    confirm,
+    derive_threshold,
+    held_out_scores,
+    pool,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -60,3 +69,16 @@ def test_wire_form_round_trips_exactly_and_recall_counts_confirmed() -> None:
     assert t.recall(1.0) == 1.0  # 4 - 2 = 2 >= 1
     assert absorb(t, m, 1.0, Guard()).recall(1.0) == 0.0  # fully allowed: missed
     assert confirm(t, "k1", m) is t  # confirmed once
+
+
+def test_taught_frames_count_with_their_held_out_score() -> None:
+    a = np.zeros((2, 2), np.float32)
+    a[0, 0] = 5.0
+    b = np.zeros((2, 2), np.float32)
+    b[0, 0], b[1, 1] = 4.0, 2.0
+    # a against b's allowance: 5 - 4 = 1; b against a's: max(4 - 5, 2 - 0) = 2
+    assert held_out_scores([a, b], cap=10.0) == pytest.approx([1.0, 2.0])
+    assert held_out_scores([a], cap=10.0) == [5.0]  # alone: its own score
+    assert held_out_scores([a, b], cap=3.0) == pytest.approx([2.0, 2.0])  # caps apply
+    g = Guard(quantile=1.0, margin=1.0, max_raise=10.0)
+    assert derive_threshold(Taught(), [0.5], [a, b], 1.0, g) == pytest.approx(2.0)
