@@ -34,7 +34,7 @@ demo: venv
 
 # All tiers but benchmarks. Exit status 5 (no tests collected) counts as success.
 test: venv
-	@rc=0; $(PY) -m pytest -m "not bench" $(PYTEST_ARGS) $(TESTS) || rc=$$?; \
+	@rc=0; $(PY) -m pytest -m "not bench and not soak" $(PYTEST_ARGS) $(TESTS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: no tests collected"; exit 0; fi; exit $$rc
 
 # All three checks run, so one run shows every problem; the target fails if any failed.
@@ -62,7 +62,7 @@ bench: venv
 	  echo "make bench: crashed:$$failed (their output: var/bench/<name>.out)" >&2; exit 1; fi
 
 soak: venv
-	@if [ -d tests/soak ]; then $(PY) -m pytest $(PYTEST_ARGS) tests/soak; \
+	@if [ -d tests/soak ]; then $(PY) -m pytest -s -m soak $(PYTEST_ARGS) tests/soak; \
 	else echo "make soak: no soak tests yet"; fi
 
 clean:
