@@ -199,3 +199,26 @@ def test_unknown_frame_and_unsure_are_answered(
     unsure = obs.feedback(2, frame_key=flagged.key, label="unsure")
     assert unsure.status == "kept" and unsure.image and unsure.version is None
     assert obs.states() == []
+
+
+def test_a_worker_taking_the_camera_over_adopts_its_retained_state(
+    rig: tuple[EdgeWorker, Observer, LoopbackHub], tmp_path: Path
+) -> None:
+    w, obs, hub = rig
+    flagged = obs.verdict(spot(11))
+    assert obs.feedback(1, frame_key=flagged.key, label="not_a_defect").status == "applied"
+    taught = wait_for(obs.states, 5, what="taught state")[0]
+    w.stop()  # the camera moves to another worker
+    settings = EdgeSettings(
+        worker_id="W2", model_dir=tmp_path / "model", data_dir=tmp_path / "w2", max_wait_ms=5
+    )
+    w2 = build_worker(settings, LoopbackTransport(hub, "edge-W2"))
+    w2.start((CAM.key,))
+    try:
+        book = w2.pipeline.current.teach
+        assert book is not None
+        wait_for(lambda: book.state(CAM.key).version == taught.version, 5, what="adopted")
+        assert book.state(CAM.key).allowance_bytes() == taught.allowance
+        assert obs.verdict(spot(12)).verdict == "ok"  # taught there too
+    finally:
+        w2.stop()
