@@ -120,8 +120,13 @@ def feedback_image(conn: Connection, feedback_id: int) -> bytes | None:
     return bytes(data) if data is not None else None
 
 
+RATE_FRAMES = 200  # frames on each side of a change its false-alarm rates are measured on
+
+
 def teach_history(conn: Connection, stream: str, limit: int = 100) -> list[Row]:
-    """A camera's taught-state changes, newest first (the maps themselves left out)."""
+    """A camera's taught-state changes, newest first (the maps themselves left out), each
+    with the camera's false-alarm rate on the ``RATE_FRAMES`` frames before it and after it
+    (up to the next change): flagged frames nobody confirmed as a defect."""
     t = st.T_TEACH_CHANGES
     cols = [
         t.c.version,
@@ -138,7 +143,36 @@ def teach_history(conn: Connection, stream: str, limit: int = 100) -> list[Row]:
         t.c.ts,
     ]
     q = select(*cols).where(t.c.stream == stream).order_by(t.c.version.desc()).limit(limit)
-    return [dict(r) for r in conn.execute(q).mappings()]
+    out = [dict(r) for r in conn.execute(q).mappings()]
+    following: datetime | None = None
+    for row in out:  # newest first: the next change is the one handled before
+        before = _false_alarms(conn, stream, None, row["ts"])
+        after = _false_alarms(conn, stream, row["ts"], following)
+        row["false_alarm_before"], row["frames_before"] = before
+        row["false_alarm_after"], row["frames_after"] = after
+        following = row["ts"]
+    return out
+
+
+def _false_alarms(
+    conn: Connection, stream: str, start: datetime | None, end: datetime | None
+) -> tuple[float | None, int]:
+    """(rate, frames) over the frames decided in ``[start, end)``: the last ``RATE_FRAMES``
+    when only ``end`` bounds them, else the first ``RATE_FRAMES``."""
+    f, fb = s.T_FRAMES, st.T_FEEDBACK
+    confirmed = select(fb.c.frame_key).where(fb.c.stream == stream, fb.c.label == "confirmed")
+    q = select(f.c.verdict, f.c.frame_key.in_(confirmed).label("confirmed")).where(
+        f.c.stream == stream
+    )
+    if start is not None:
+        q = q.where(f.c.decided_at >= start)
+    if end is not None:
+        q = q.where(f.c.decided_at < end)
+    newest_first = start is None
+    q = q.order_by(f.c.decided_at.desc() if newest_first else f.c.decided_at).limit(RATE_FRAMES)
+    rows = conn.execute(q).all()
+    alarms = sum(1 for verdict, conf in rows if verdict != "ok" and not conf)
+    return (alarms / len(rows) if rows else None, len(rows))
 
 
 def teach_change(conn: Connection, stream: str, version: int | None = None) -> Row | None:

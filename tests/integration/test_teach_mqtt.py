@@ -148,6 +148,13 @@ def test_feedback_teaches_the_camera_and_rollback_restores_it(line: Line) -> Non
     assert bytes(rows[2].previous_allowance) == bytes(rows[1].allowance) != b""
     assert line.frame(spot(3))["verdict"] == "anomaly"  # flagged again, as before
 
+    # the false-alarm rate around each change: before v1 one of two frames was flagged,
+    # between v1 and v2 one of two, after the rollback one of one
+    v2, v1 = line.teach(op)
+    assert (v1["false_alarm_before"], v1["frames_before"]) == (0.5, 2)
+    assert (v1["false_alarm_after"], v1["frames_after"]) == (0.5, 2)
+    assert (v2["false_alarm_after"], v2["frames_after"]) == (1.0, 1)
+
 
 def test_mark_hiding_a_confirmed_defect_waits_for_a_second_operator(line: Line, feed: Feed) -> None:
     from services.feed import auth

@@ -25,7 +25,8 @@
     `<input id="teach-camera" placeholder="site/line/station/camera" size="36" maxlength="400">` +
     `<button id="teach-show">Show taught changes</button> <span id="teach-msg" role="status"></span></div>` +
     `<table id="teach"><thead><tr><th>version</th><th>action</th><th>by</th><th>novelty threshold</th>` +
-    `<th>recall on confirmed</th><th>at</th><th></th></tr></thead><tbody></tbody></table>`;
+    `<th>false alarms before → after</th><th>recall on confirmed</th><th>at</th><th></th></tr></thead>` +
+    `<tbody></tbody></table>`;
   $("main").appendChild(section);
 
   async function wait(id) {                       // the worker answers asynchronously
@@ -71,6 +72,7 @@
   }
 
   const num = (v) => (v == null ? "configured" : Number(v).toPrecision(4));
+  const pct = (v, n) => (v == null ? "–" : (100 * v).toFixed(1) + " % of " + n);
   async function show() {
     const cam = $("#teach-camera").value.trim();
     if (!cam) return;
@@ -78,6 +80,7 @@
     $("#teach tbody").innerHTML = data.items.map((c) =>
       `<tr data-version="${esc(c.version)}"><td>${esc(c.version)}</td><td>${esc(c.action)}</td>` +
       `<td>${esc(c.actor)}</td><td>${esc(num(c.previous_novelty_threshold))} → ${esc(num(c.novelty_threshold))}</td>` +
+      `<td>${esc(pct(c.false_alarm_before, c.frames_before))} → ${esc(pct(c.false_alarm_after, c.frames_after))}</td>` +
       `<td>${c.recall_after == null ? "" : esc(c.recall_before) + " → " + esc(c.recall_after)}</td>` +
       `<td>${esc(c.ts)}</td><td><button class="rollback">Roll back</button></td></tr>`).join("");
   }
