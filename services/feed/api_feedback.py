@@ -57,12 +57,15 @@ def give_feedback(request: Request, who: Operator, body: FeedbackBody) -> dict[s
         raise ApiError(503, "bus_unavailable", "this feed runs without MQTT (feed_mqtt=false)")
     now = datetime.now(UTC)
     request_id = f"fb-{uuid.uuid4().hex}"
-    with engine_of(request).begin() as conn:
+    # read, then write in a transaction of its own: on SQLite a read transaction that turns
+    # into a write fails at once (no busy wait) when the store wrote in between
+    with engine_of(request).connect() as conn:
         try:
             frame = tq.frame_of(conn, frame_id=body.frame_id, alert_id=body.alert_id)
         except tq.FrameNotFound as exc:
             raise ApiError(404, "not_found", str(exc)) from None
-        ref = camera_ref(frame["stream"])
+    ref = camera_ref(frame["stream"])
+    with engine_of(request).begin() as conn:
         fid = tq.add_feedback(
             conn,
             {
@@ -132,14 +135,15 @@ def feedback_image(request: Request, _who: Reader, feedback_id: int = FeedbackId
 def approve(request: Request, who: Operator, feedback_id: int = FeedbackId) -> dict[str, Any]:
     """A second operator releases a held ``not_a_defect``."""
     now = datetime.now(UTC)
-    with engine_of(request).begin() as conn:
+    with engine_of(request).connect() as conn:  # read, then write (see give_feedback)
         item = tq.feedback(conn, feedback_id)
-        if item is None:
-            raise ApiError(404, "not_found", f"no feedback {feedback_id}")
-        if item["status"] != "held":
-            raise ApiError(409, "not_held", f"feedback {feedback_id} is {item['status']}")
-        if item["actor"] == who.name:
-            raise ApiError(409, "second_operator", "a held mark needs another operator")
+    if item is None:
+        raise ApiError(404, "not_found", f"no feedback {feedback_id}")
+    if item["status"] != "held":
+        raise ApiError(409, "not_held", f"feedback {feedback_id} is {item['status']}")
+    if item["actor"] == who.name:
+        raise ApiError(409, "second_operator", "a held mark needs another operator")
+    with engine_of(request).begin() as conn:
         tq.approve(conn, feedback_id, who.name, now)
     ref = camera_ref(item["stream"])
     ctl = FeedbackControl(

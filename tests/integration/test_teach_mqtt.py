@@ -183,3 +183,41 @@ def test_mark_hiding_a_confirmed_defect_waits_for_a_second_operator(line: Line, 
     json_error(second.post(f"/api/feedback/{fid}/approve"), 409, "not_held")
     json_error(op.post("/api/feedback", json={"frame_id": 10**9, "label": "unsure"}), 404)
     json_error(op.post("/api/feedback", json={"label": "unsure"}), 422)
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_operator_teaches_and_rolls_back_from_the_page(line: Line, chromium: str) -> None:
+    """Headless Chromium: "Not a defect" on an alert row, the taught change listed with its
+    false-alarm rates, then rolled back with a click; SQL records who did it."""
+    from playwright.sync_api import expect, sync_playwright
+
+    feed = line.feed
+    flagged = line.frame(spot(20))
+    assert flagged["verdict"] == "anomaly"
+    args = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"]
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, args=args, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.goto(f"{feed.base}/#token={feed.operator}")
+            row = page.locator("#alerts tbody tr.alert").first
+            expect(row).to_have_count(1, timeout=20_000)
+            row.locator("button.fb-not_a_defect").click()
+            expect(page.locator("#teach-msg")).to_contain_text("applied", timeout=20_000)
+            taught = page.locator("#teach tbody tr[data-version='1']")
+            expect(taught).to_contain_text("teach")
+            expect(taught).to_contain_text("100.0 % of 1")  # before: the one frame, flagged
+            taught.locator("button.rollback").click()
+            expect(page.locator("#teach-msg")).to_contain_text("rolling back v1")
+            expect(page.locator("#teach tbody tr[data-version='2']")).to_contain_text(
+                "rollback", timeout=20_000
+            )
+        finally:
+            browser.close()
+    t = st.T_TEACH_CHANGES
+    with feed.engine.connect() as conn:
+        got = conn.execute(select(t.c.version, t.c.action, t.c.actor).order_by(t.c.version)).all()
+    assert [tuple(r) for r in got] == [
+        (1, "teach", f"alice-{feed.site}"),
+        (2, "rollback", f"alice-{feed.site}"),
+    ]

@@ -91,7 +91,15 @@
     const version = Number(btn.closest("tr").dataset.version);
     const cam = $("#teach-camera").value.trim();
     api("POST", "/api/cameras/" + cam + "/teach/rollback", { version })
-      .then((r) => { say(`rolling back v${r.undone} (restores v${r.restores})`); return show(); })
+      .then(async (r) => {
+        say(`rolling back v${r.undone} (restores v${r.restores})`);
+        const newest = Math.max(...[...$("#teach tbody").rows].map((x) => Number(x.dataset.version)));
+        for (let i = 0; i < 40; i++) {             // the worker applies it asynchronously
+          await show();
+          if ($(`#teach tbody tr[data-version="${newest + 1}"]`)) return;
+          await new Promise((res) => setTimeout(res, 250));
+        }
+      })
       .catch((e) => say(e.message));
   });
 })();
