@@ -165,10 +165,8 @@ class Pipeline:
             novelty = np.array([r.scored.score for r in rows if r is not None], np.float32)
         else:
             novelty = self._novelty(outputs, cameras)
-        maps = None
-        if self.teach is not None:  # operators' teaching (edge/teach.py)
-            maps = TeachMaps(self.teach, cameras, rows, outputs["patch_features"], self.banks)
-            novelty = maps.adjust(novelty)
+        maps = TeachMaps(self.teach, cameras, rows, outputs["patch_features"], self.banks)
+        novelty = maps.adjust(novelty)  # operators' teaching (edge/teach.py)
         for row, i in enumerate(ok_idx):
             self._finish(
                 outcomes[i],
@@ -179,15 +177,7 @@ class Pipeline:
                 epoch,
                 rows[row],
             )
-            if maps is not None and (v := outcomes[i].verdict) is not None:
-                maps.observe(
-                    row,
-                    v.key,
-                    v.verdict,
-                    float(novelty[row]),
-                    inferred.images[row],
-                    self.runner.spec.size,
-                )
+        maps.observe([outcomes[i].verdict for i in ok_idx], novelty, inferred.images, self.runner)
         return outcomes
 
     def _novelty(self, outputs: Mapping[str, np.ndarray], cameras: list[str]) -> np.ndarray:
@@ -214,8 +204,7 @@ class Pipeline:
         job = out.job
         cam = job.frame.stream.key
         th = self.thresholds.get(cam)
-        if self.teach is not None:
-            th = Thresholds(th.defect, self.teach.state(cam).threshold(th.novelty))
+        th = th if self.teach is None else self.teach.thresholds(cam, th)  # taught θn
         d = decide(
             float(np.asarray(outputs["defect_score"]).reshape(-1)[row]),
             novelty,

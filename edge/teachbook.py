@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from broker.teach_messages import TeachTarget
+from edge.scoring import Thresholds
 from edge.teach import Guard, Taught, TeachError, absorb, confirm, derive_threshold
 
 GRID = 28  # variation anomaly maps are pooled to 28 x 28 cells (8 px at 224)
@@ -61,6 +62,11 @@ class TeachBook:
         with self._lock:
             c = self._cams.get(camera)
             return c.state if c is not None else Taught()
+
+    def thresholds(self, camera: str, configured: Thresholds) -> Thresholds:
+        """The camera's thresholds with its taught novelty threshold, when it has one."""
+        novelty = self.state(camera).novelty
+        return configured if novelty is None else Thresholds(configured.defect, novelty)
 
     def active(self, camera: str) -> bool:
         """True when the camera's scores need its novelty map (something was taught)."""

@@ -8,10 +8,12 @@ frames, and flagged frames), since the plain bank score does not need it.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
+from broker.messages import Verdict
 from edge.anomaly import RowScore
 from edge.banks import BankBook
 from edge.model.novelty import patch_scores
@@ -25,7 +27,7 @@ class TeachMaps:
 
     def __init__(
         self,
-        book: TeachBook,
+        book: TeachBook | None,
         cameras: Sequence[str],
         rows: Sequence[RowScore | None],
         patch_features: np.ndarray,
@@ -50,6 +52,8 @@ class TeachMaps:
     def adjust(self, novelty: np.ndarray) -> np.ndarray:
         """The rows' novelty under their cameras' taught states (untaught rows unchanged)."""
         out = np.array(novelty, np.float32, copy=True)
+        if self.book is None:  # a pipeline that keeps no taught state
+            return out
         for i, cam in enumerate(self.cameras):
             if not self.book.active(cam) or not np.isfinite(out[i]):
                 continue
@@ -59,13 +63,27 @@ class TeachMaps:
         return out
 
     def observe(
-        self, i: int, key: str, verdict: str, score: float, image: Image.Image, size: int
+        self,
+        verdicts: Sequence[Verdict | None],
+        novelty: np.ndarray,
+        images: Sequence[Image.Image],
+        runner: Any,
     ) -> None:
-        """Tell the book about row ``i`` once decided (flagged frames with map and pixels)."""
-        cam = self.cameras[i]
-        if verdict == "ok":
-            self.book.observe(cam, key, verdict, score, None, None)
+        """Tell the book about each decided row: ok frames' scores, flagged frames' maps and
+        model-input pixels."""
+        if self.book is None:
             return
-        row = self.rows[i]
-        px = row.pixels if row is not None else np.asarray(resize(to_rgb(image), size), np.uint8)
-        self.book.observe(cam, key, verdict, score, self.get(i), px)
+        for i, v in enumerate(verdicts):
+            if v is None:
+                continue
+            cam, score = self.cameras[i], float(novelty[i])
+            if v.verdict == "ok":
+                self.book.observe(cam, v.key, v.verdict, score, None, None)
+                continue
+            row = self.rows[i]
+            px = (
+                row.pixels
+                if row is not None
+                else np.asarray(resize(to_rgb(images[i]), runner.spec.size), np.uint8)
+            )
+            self.book.observe(cam, v.key, v.verdict, score, self.get(i), px)
