@@ -36,7 +36,7 @@ demo: venv
 # All tiers but benchmarks and the live-line acceptance. Exit status 5 (no tests collected)
 # counts as success.
 test: venv
-	@rc=0; $(PY) -m pytest -m "not bench and not live" $(PYTEST_ARGS) $(TESTS) || rc=$$?; \
+	@rc=0; $(PY) -m pytest -m "not bench and not live and not soak" $(PYTEST_ARGS) $(TESTS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: no tests collected"; exit 0; fi; exit $$rc
 
 # The live-line acceptance (tests marked `live`): builds var/models/quick when not up to
@@ -80,7 +80,7 @@ fuzz: venv
 	cat var/fuzz/fuzz.out; grep '^{' var/fuzz/fuzz.out | tail -n 1 > var/fuzz/fuzz.json; exit $$rc
 
 soak: venv
-	@if [ -d tests/soak ]; then $(PY) -m pytest $(PYTEST_ARGS) tests/soak; \
+	@if [ -d tests/soak ]; then $(PY) -m pytest -s -m soak $(PYTEST_ARGS) tests/soak; \
 	else echo "make soak: no soak tests yet"; fi
 
 clean:

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from broker import images, strictjson
 from broker import messages as m
+from broker import teach_messages as tm
 from broker.messages import Alert, DeadLetter, FrameIn, Msg, Reading, SensorIn, frame_key, utcnow
 from broker.topics import Parsed, Route, StreamRef, TopicError, parse
 
@@ -50,6 +51,9 @@ OUTPUT_MODELS: dict[Route, type[Msg]] = {
     Route.DEAD_LETTER: DeadLetter,
     Route.DISPATCH_DECISION: m.DispatchDecision,
     Route.FAMILY_CONTROL: m.FamilyControl,
+    Route.FEEDBACK_CONTROL: tm.FeedbackControl,
+    Route.FEEDBACK_RESULT: tm.FeedbackResult,
+    Route.TEACH: tm.TeachState,
 }
 
 
@@ -403,7 +407,19 @@ def decode_output(topic: str, payload: Buffer, *, limits: Limits = DEFAULT_LIMIT
     except ValidationError as exc:
         raise Rejected("bad_schema", f"{model.__name__}: {_first_error(exc)}") from None
     _check_topic(parsed, msg)
+    if isinstance(msg, tm.FeedbackResult) and msg.image is not None:
+        _check_frame_png(msg.image)
     return msg
+
+
+def _check_frame_png(data: bytes) -> None:
+    """A feedback frame is a well-formed PNG at model-input size (at most 1024 px a side)."""
+    try:
+        info = images.sniff(data, max_pixels=1024 * 1024, max_side=1024)
+    except images.ImageError as exc:
+        raise Rejected(exc.reason, exc.detail) from None
+    if info.encoding != "png":
+        raise Rejected("bad_image", f"a feedback frame must be PNG, not {info.encoding}")
 
 
 def _first_error(exc: ValidationError) -> str:

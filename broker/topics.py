@@ -157,6 +157,21 @@ def threshold_change_topic(s: StreamRef) -> str:
     return f"{ROOT}/{s.site}/{s.line}/{s.station}/camera/{s.name}/threshold"
 
 
+def feedback_control_topic(s: StreamRef) -> str:
+    """Operators' feedback on a camera's frames (feed -> the worker running the camera)."""
+    return f"{ROOT}/{SYS}/control/feedback/{s.site}/{s.line}/{s.station}/{s.name}"
+
+
+def feedback_result_topic(s: StreamRef) -> str:
+    """A worker's answer to one feedback: applied, held, kept or rejected (stored)."""
+    return f"{ROOT}/{s.site}/{s.line}/{s.station}/camera/{s.name}/feedback"
+
+
+def teach_topic(s: StreamRef) -> str:
+    """A camera's taught state, retained and versioned: every change is published here."""
+    return f"{ROOT}/{s.site}/{s.line}/{s.station}/camera/{s.name}/teach"
+
+
 def family_control_topic() -> str:
     """Operators (feed) ask the clustering service to rename/merge/split a family here."""
     return f"{ROOT}/{SYS}/control/family"
@@ -178,6 +193,8 @@ ALL_VERDICTS = f"{ROOT}/+/+/+/camera/+/verdict"
 ALL_FEATURES = f"{ROOT}/+/+/+/camera/+/features"
 ALL_FRAME_FAMILIES = f"{ROOT}/+/+/+/camera/+/family"
 ALL_THRESHOLD_CHANGES = f"{ROOT}/+/+/+/camera/+/threshold"
+ALL_FEEDBACK_RESULTS = f"{ROOT}/+/+/+/camera/+/feedback"
+ALL_TEACH = f"{ROOT}/+/+/+/camera/+/teach"
 ALL_GAPS = f"{ROOT}/+/+/+/+/+/gap"
 ALL_READINGS = f"{ROOT}/+/+/+/sensor/+/readings"
 ALL_SENSOR_ANOMALIES = f"{ROOT}/+/+/+/sensor/+/anomaly"
@@ -186,6 +203,7 @@ ALL_STATUS = f"{ROOT}/{SYS}/status/+"
 ALL_ASSIGNMENTS = f"{ROOT}/{SYS}/assign/+"
 ALL_FAMILIES = f"{ROOT}/{SYS}/family/+"
 ALL_THRESHOLD_CONTROL = f"{ROOT}/{SYS}/control/threshold/+/+/+/+"
+ALL_FEEDBACK_CONTROL = f"{ROOT}/{SYS}/control/feedback/+/+/+/+"
 FAMILY_CONTROL = f"{ROOT}/{SYS}/control/family"
 ALL_DEAD_LETTERS = f"{ROOT}/{SYS}/deadletter/+"
 DISPATCH_DECISIONS = f"{ROOT}/{SYS}/dispatch/decision"
@@ -200,6 +218,8 @@ class Route(StrEnum):
     FEATURES = "features"
     FRAME_FAMILY = "family"
     THRESHOLD_CHANGE = "threshold"
+    FEEDBACK_RESULT = "feedback"
+    TEACH = "teach"
     GAP = "gap"
     READINGS = "readings"
     SENSOR_ANOMALY = "anomaly"
@@ -211,6 +231,7 @@ class Route(StrEnum):
     DEAD_LETTER = "deadletter"
     DISPATCH_DECISION = "dispatch_decision"
     FAMILY_CONTROL = "family_control"
+    FEEDBACK_CONTROL = "feedback_control"
 
 
 @dataclass(frozen=True)
@@ -229,6 +250,8 @@ _CAMERA_SUFFIX = {
     "features": Route.FEATURES,
     "family": Route.FRAME_FAMILY,
     "threshold": Route.THRESHOLD_CHANGE,
+    "feedback": Route.FEEDBACK_RESULT,
+    "teach": Route.TEACH,
     "gap": Route.GAP,
 }
 _SENSOR_SUFFIX = {"readings": Route.READINGS, "anomaly": Route.SENSOR_ANOMALY, "gap": Route.GAP}
@@ -274,4 +297,6 @@ def _parse_sys(topic: str, rest: list[str]) -> Parsed:
         return Parsed(Route.FAMILY_CONTROL)
     if len(rest) == 6 and rest[:2] == ["control", "threshold"]:
         return Parsed(Route.THRESHOLD_CONTROL, stream=StreamRef.camera(*rest[2:]))
+    if len(rest) == 6 and rest[:2] == ["control", "feedback"]:
+        return Parsed(Route.FEEDBACK_CONTROL, stream=StreamRef.camera(*rest[2:]))
     raise TopicError("bad_topic", f"{topic[:120]!r} is not a LineWatch system topic")

@@ -17,8 +17,10 @@ from broker.topics import (
     Kind,
     StreamRef,
     TopicError,
+    feedback_control_topic,
     frame_topic,
     sensor_topic,
+    teach_topic,
     threshold_control_topic,
 )
 from broker.transport import Handler, Transport
@@ -139,7 +141,12 @@ def topics_for(stream: StreamRef, h: StreamHandlers) -> list[tuple[str, Handler]
     """Every topic a worker subscribes to for ``stream``, with its handler."""
     if stream.kind is Kind.SENSOR:
         return [(sensor_topic(stream), h.sensor)]
-    return [(frame_topic(stream), h.frame), (threshold_control_topic(stream), h.control)]
+    return [
+        (frame_topic(stream), h.frame),
+        (threshold_control_topic(stream), h.control),
+        (feedback_control_topic(stream), h.control),
+        (teach_topic(stream), h.control),  # retained: the camera's taught state
+    ]
 
 
 class Subscriptions:

@@ -29,6 +29,7 @@ from edge.pipeline import (
 )
 from edge.scoring import Thresholds
 from edge.settings import EdgeSettings
+from edge.teachbook import TeachBook
 from edge.thresholds import ThresholdBook
 from edge.variations import VariationBook
 
@@ -71,7 +72,8 @@ def make_pipeline(
     banks = BankBook(bank, s.bank_frames, bank_builder() if s.bank_frames else None)
     defaults = getattr(runner, "variations", None)
     variations = VariationBook(defaults, s.variation_frames) if defaults is not None else None
-    return Pipeline(runner, banks, book, config, variations=variations)
+    teach = TeachBook(kept_frames=s.teach_frames)
+    return Pipeline(runner, banks, book, config, variations=variations, teach=teach)
 
 
 class SwitchingPipeline:
@@ -122,6 +124,8 @@ class SwitchingPipeline:
         current.banks.forget(camera)
         if current.variations is not None:
             current.variations.forget(camera)
+        if current.teach is not None:
+            current.teach.forget(camera)
 
     def swap(self, pipeline: Pipeline) -> Pipeline:
         """Serve ``pipeline`` from the next batch on; returns the one it replaces."""

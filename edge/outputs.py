@@ -34,10 +34,12 @@ class Outputs:
         self._inflight: dict[str, list[Inbound]] = {}  # key -> redelivered copies waiting
         self._done_lock = threading.Lock()
 
-    def publish(self, topic: str, msg: Msg, pending: InputAck | None) -> bool:
+    def publish(
+        self, topic: str, msg: Msg, pending: InputAck | None, *, retain: bool = False
+    ) -> bool:
         """Publish ``msg``; with ``pending`` the input's ack waits for it. False if refused."""
         try:
-            pub = self.transport.publish(topic, encode(msg))
+            pub = self.transport.publish(topic, encode(msg), retain=retain)
         except Exception as exc:
             self.metrics.publish_failures.inc()
             log.error("publish to %s failed: %s", topic, exc)

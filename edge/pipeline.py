@@ -28,6 +28,8 @@ from edge.model.runtime import ModelLoadError, OnnxModel, session_options
 from edge.model.variation_set import VariationSet
 from edge.preprocess import InputSpec, PreprocessError, decode_image, preprocess_images
 from edge.scoring import Decision, Thresholds, decide
+from edge.teachbook import TeachBook
+from edge.teachscore import TeachMaps
 from edge.thresholds import ThresholdBook
 from edge.variations import VariationBook
 
@@ -112,8 +114,10 @@ class Pipeline:
         config: PipelineConfig,
         clock: Callable[[], float] = time.monotonic,
         variations: VariationBook | None = None,
+        teach: TeachBook | None = None,
     ) -> None:
         self.runner = runner
+        self.teach = teach
         self.banks = banks
         self.variations = variations
         self.thresholds = thresholds
@@ -164,6 +168,8 @@ class Pipeline:
             novelty = np.array([r.scored.score for r in rows if r is not None], np.float32)
         else:
             novelty = self._novelty(outputs, cameras)
+        maps = TeachMaps(self.teach, cameras, rows, outputs["patch_features"], self.banks)
+        novelty = maps.adjust(novelty)  # operators' teaching (edge/teach.py)
         for row, i in enumerate(ok_idx):
             admitted = outcomes[i].job.epoch
             self._finish(
@@ -175,6 +181,7 @@ class Pipeline:
                 epoch if admitted is None else admitted,
                 rows[row],
             )
+        maps.observe([outcomes[i].verdict for i in ok_idx], novelty, inferred.images, self.runner)
         return outcomes
 
     def _novelty(self, outputs: Mapping[str, np.ndarray], cameras: list[str]) -> np.ndarray:
@@ -201,6 +208,7 @@ class Pipeline:
         job = out.job
         cam = job.frame.stream.key
         th = self.thresholds.get(cam)
+        th = th if self.teach is None else self.teach.thresholds(cam, th)  # taught θn
         d = decide(
             float(np.asarray(outputs["defect_score"]).reshape(-1)[row]),
             novelty,

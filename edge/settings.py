@@ -51,6 +51,8 @@ class EdgeSettings(CommonSettings):
     bank_frames: int = Field(default=0, ge=0, le=100_000)  # >0: per-camera bank of N good frames
     # >0: a camera fits its own variation model from its first N frames judged good
     variation_frames: int = Field(default=0, ge=0, le=10_000)
+    # flagged frames per camera kept (novelty map, model-input pixels) for operators' feedback
+    teach_frames: int = Field(default=64, ge=1, le=10_000)
     sensor_limits: dict[str, SensorLimit] = Field(default_factory=dict)  # key: name|stream|"*"
     sensor_alpha: float = Field(default=0.05, gt=0, lt=1)  # EWMA weight of a new reading
     sensor_z: float = Field(default=6.0, gt=0)  # |z| at or above this is an anomaly

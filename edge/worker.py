@@ -18,6 +18,7 @@ from broker.messages import (
     ThresholdControl,
     utcnow,
 )
+from broker.teach_messages import FeedbackControl, TeachState
 from broker.topics import (
     Kind,
     StreamRef,
@@ -60,6 +61,8 @@ from edge.sensorpath import SensorPath
 from edge.sensors import SensorChecks
 from edge.seqgaps import SeqGaps
 from edge.settings import EdgeSettings
+from edge.teach import TeachError
+from edge.teachpath import TeachPath
 from edge.thresholds import ThresholdError
 
 log = logging.getLogger(__name__)
@@ -117,6 +120,7 @@ class EdgeWorker:
             s.readings_flush_ms / 1000,
         )
         self.stage = FrameStage(self)
+        self.teaching = TeachPath(self.pipeline, self.out, self.worker)
         self.subs = Subscriptions(
             transport,
             StreamHandlers(self.on_frame, self.on_sensor, self.on_control),
@@ -304,13 +308,19 @@ class EdgeWorker:
         self.flush_readings()
 
     def on_control(self, msg: Inbound) -> None:
+        if not msg.payload and msg.topic.endswith("/teach"):
+            msg.ack()  # a cleared retained taught state: keep what we have
+            return
         try:
             ctl = decode_output(msg.topic, msg.payload)
             stream = parse(msg.topic).stream
+            if isinstance(ctl, FeedbackControl | TeachState) and stream is not None:
+                self._teach(msg, ctl, stream)
+                return
             if not isinstance(ctl, ThresholdControl) or stream is None:
                 raise Rejected("bad_topic", "not a threshold control topic")
             change = self.pipeline.current.thresholds.apply(stream, ctl)
-        except (Rejected, ThresholdError, TopicError) as err:
+        except (Rejected, ThresholdError, TeachError, TopicError) as err:
             self.out.dead(msg, Rejected(err.reason, err.detail))
             return
         log.info(
@@ -323,6 +333,13 @@ class EdgeWorker:
         pending = self.acks.open(msg.ack, change.key)
         self.out.publish(threshold_change_topic(stream), change, pending)
         pending.seal()
+
+    def _teach(self, msg: Inbound, ctl: FeedbackControl | TeachState, stream: StreamRef) -> None:
+        """Operators' feedback and taught states (edge/teachpath.py)."""
+        if isinstance(ctl, TeachState):
+            self.teaching.adopt(msg, ctl, stream)
+        else:
+            self.teaching.control(msg, ctl, stream)
 
     def on_assignment(self, msg: Inbound) -> None:
         if not msg.payload:

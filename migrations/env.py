@@ -7,6 +7,7 @@ import os
 from alembic import context
 from sqlalchemy import pool
 
+from services.store import schema_teach  # noqa: F401  (registers the teaching tables)
 from services.store.engine import make_engine
 from services.store.schema import metadata
 

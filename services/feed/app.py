@@ -18,6 +18,7 @@ from services.feed import (
     api_alerts,
     api_cameras,
     api_families,
+    api_feedback,
     api_lines,
     api_live,
     api_stream,
@@ -121,7 +122,15 @@ def create_app(
     errors.install(app)
     app.middleware("http")(metrics.middleware)
     app.add_middleware(Guard, allowed_hosts=settings.hosts, max_body=settings.feed_max_body_bytes)
-    for module in (api_alerts, api_families, api_lines, api_live, api_cameras, api_stream):
+    for module in (
+        api_alerts,
+        api_families,
+        api_lines,
+        api_live,
+        api_cameras,
+        api_feedback,
+        api_stream,
+    ):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     _basic_routes(app, engine, settings, metrics)

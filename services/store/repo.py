@@ -7,11 +7,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Connection, Table, and_, exists, func, or_, select, update
+from sqlalchemy import JSON, Connection, LargeBinary, Table, and_, exists, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from broker.messages import DispatchDecision
 from services.store import schema as s
+from services.store import schema_teach as teach_schema
 
 Row = dict[str, Any]
 CHUNK = 1000  # rows per statement; keeps bind parameters under SQLite's limit
@@ -33,6 +34,8 @@ KEYS: dict[str, str] = {
     "dead_letters": "dl_key",
     "threshold_changes": "change_key",
     "alert_events": "event_key",
+    "feedback_results": "result_key",
+    "teach_changes": "change_key",
 }
 
 
@@ -63,7 +66,7 @@ COPY_MIN_ROWS = 50
 
 
 def _copyable(table: Table) -> bool:
-    return not any(isinstance(c.type, JSON) for c in table.columns)
+    return not any(isinstance(c.type, JSON | LargeBinary) for c in table.columns)
 
 
 def _copy_insert_ignore(conn: Connection, table: Table, key: str, rows: Sequence[Row]) -> None:
@@ -343,6 +346,8 @@ APPEND_TABLES: dict[str, Table] = {
     "gaps": s.T_GAPS,
     "dead_letters": s.T_DEAD_LETTERS,
     "threshold_changes": s.T_THRESHOLDS,
+    "feedback_results": teach_schema.T_FEEDBACK_RESULTS,
+    "teach_changes": teach_schema.T_TEACH_CHANGES,
 }
 
 

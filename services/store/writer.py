@@ -24,6 +24,7 @@ from services.store.deadletters import dead_letter_row, store_dead_letter
 from services.store.fence import EpochFence
 from services.store.repo import Row
 from services.store.rows import Planned, plan
+from services.store.rows_teach import plan_teach
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,8 @@ TOPICS = (
     topics.ALL_VERDICTS,
     topics.ALL_FRAME_FAMILIES,
     topics.ALL_THRESHOLD_CHANGES,
+    topics.ALL_FEEDBACK_RESULTS,
+    topics.ALL_TEACH,
     topics.ALL_GAPS,
     topics.ALL_READINGS,
     topics.ALL_SENSOR_ANOMALIES,
@@ -45,7 +48,7 @@ TOPICS = (
     topics.DISPATCH_DECISIONS,
 )
 
-_RETAINED = (topics.ALL_STATUS, topics.ALL_ASSIGNMENTS, topics.ALL_FAMILIES)
+_RETAINED = (topics.ALL_STATUS, topics.ALL_ASSIGNMENTS, topics.ALL_FAMILIES, topics.ALL_TEACH)
 
 
 def topics_for(site: str | None = None) -> tuple[str, ...]:
@@ -77,6 +80,8 @@ _ORDER = (
     "gaps",
     "alert_source_events",
     "threshold_changes",
+    "feedback_results",
+    "teach_changes",
     "dispatch_decisions",
     "dead_letters",
 )
@@ -234,6 +239,8 @@ class StoreWriter:
             decoded = decode_output(msg.topic, msg.payload)
             self._count(**{f"msg_{type(decoded).__name__}": 1})
             planned = plan(decoded, evidence_max_bytes=self.evidence_max_bytes)
+            if planned is None:
+                planned = plan_teach(decoded)
         except Rejected as err:
             self._count(rejected=1)
             log.info("undecodable payload on %s: %s", msg.topic[:200], err)

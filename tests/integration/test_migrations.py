@@ -9,6 +9,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect, text
 
+from services.store import schema_teach  # noqa: F401  (registers the teaching tables)
 from services.store.engine import (
     SchemaBehind,
     current_revision,

@@ -51,10 +51,16 @@ PROBES = {
     "family_update": "lw/v1/_sys/family/F1",
     "control_threshold": "lw/v1/_sys/control/threshold/A/l1/s1/c1",
     "control_family": "lw/v1/_sys/control/family",
+    "control_feedback": "lw/v1/_sys/control/feedback/A/l1/s1/c1",
+    "feedback_result": f"{ST}/camera/c1/feedback",
+    "teach": f"{ST}/camera/c1/teach",
     "decision": "lw/v1/_sys/dispatch/decision",
     "deadletter": "lw/v1/_sys/deadletter/probe",
 }
-RESULTS = {"verdict", "features", "threshold_change", "gap", "readings", "anomaly", "alert"}
+RESULTS = {
+    "verdict", "features", "threshold_change", "gap", "readings", "anomaly", "alert",
+    "feedback_result", "teach",
+}  # fmt: skip
 WRITES: dict[str, set[str]] = {
     "cam-A-l1-s1": {"frame"},
     "sensor-A-l1-s1": {"sensor"},
@@ -63,20 +69,35 @@ WRITES: dict[str, set[str]] = {
     "lw-dispatch": {"assign_edge1", "decision", "gap", "alert", "deadletter"},
     "lw-cluster": {"frame_family", "family_update", "alert", "deadletter"},
     "lw-store": {"status_store", "deadletter"},
-    "lw-feed": {"control_threshold", "control_family", "deadletter"},
+    "lw-feed": {"control_threshold", "control_family", "control_feedback", "deadletter"},
     "lw-sim": {"frame", "frame_other_station", "sensor"},
     "lw-ops": set(),
 }
 STORED = {
     "verdict", "frame_family", "threshold_change", "gap", "readings", "anomaly", "alert",
     "status_edge1", "status_other", "status_store", "assign_edge1", "family_update",
-    "decision", "deadletter",
+    "decision", "deadletter", "feedback_result", "teach",
 }  # fmt: skip
 READS: dict[str, set[str]] = {
     "cam-A-l1-s1": set(),
     "sensor-A-l1-s1": set(),
-    "edge-1": {"frame", "frame_other_station", "sensor", "assign_edge1", "control_threshold"},
-    "edge-2": {"frame", "frame_other_station", "sensor", "control_threshold"},
+    "edge-1": {
+        "frame",
+        "frame_other_station",
+        "sensor",
+        "assign_edge1",
+        "control_threshold",
+        "control_feedback",
+        "teach",
+    },
+    "edge-2": {
+        "frame",
+        "frame_other_station",
+        "sensor",
+        "control_threshold",
+        "control_feedback",
+        "teach",
+    },
     "lw-dispatch": {
         "frame",
         "frame_other_station",

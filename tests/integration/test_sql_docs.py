@@ -6,6 +6,7 @@ import re
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 from sqlalchemy import Connection, Engine, insert, select, text
@@ -26,12 +27,15 @@ from store_support import (
     verdict,
 )
 
-from broker.messages import utcnow
+from broker.messages import Msg, utcnow
+from broker.teach_messages import FeedbackResult, TeachState
 from edge.evidence import thumbnail
 from services.store import schema as s
+from services.store import teach_queries as tq
 from services.store.engine import make_engine, upgrade
 from services.store.leadership import Leadership
 from services.store.rows import plan
+from services.store.rows_teach import plan_teach
 from services.store.writer import Prepared, write_prepared
 
 pytestmark = pytest.mark.integration
@@ -92,10 +96,11 @@ def seed(engine: Engine, url: str) -> None:
         threshold(cams[0], at=now - timedelta(days=3)),
         family("F1", size=20, at=now, name="scratch-left"),
         family("F2", size=12, at=now),
+        *teaching(cams[0].key, now),
     ]
     prep = Prepared()
     for m in msgs:
-        p = plan(m)  # type: ignore[arg-type]
+        p = plan(m) or plan_teach(m)  # type: ignore[arg-type]
         assert p is not None
         for table, rows in p.rows.items():
             prep.rows.setdefault(table, []).extend(rows)
@@ -104,6 +109,18 @@ def seed(engine: Engine, url: str) -> None:
     with engine.begin() as conn:
         write_prepared(conn, prep)
         _seed_alerts(conn, now)
+        tq.add_feedback(
+            conn,
+            {
+                "request_id": "fb-1",
+                "stream": cams[0].key,
+                "frame_key": f"{cams[0].key}#0:5",
+                "label": "not_a_defect",
+                "note": "lamp moved",
+                "actor": "alice",
+                "created_at": now,
+            },
+        )
         conn.execute(
             insert(s.T_SUPPRESSIONS).values(
                 line="L2",
@@ -118,6 +135,38 @@ def seed(engine: Engine, url: str) -> None:
     lead = Leadership(url, "dispatcher", "D1", ttl_s=60)
     assert lead.try_acquire()
     lead.engine.dispose()
+
+
+def teaching(stream: str, now: datetime) -> list[Msg]:
+    """An operator's not_a_defect, the worker's answer and the taught state it made."""
+    allowance = np.zeros((2, 2), "<f4").tobytes()
+    return [
+        FeedbackResult(
+            key="fb:1:feedback",
+            stream=stream,
+            feedback_id=1,
+            action="feedback",
+            status="applied",
+            version=1,
+            worker="W1",
+            ts=now,
+        ),
+        TeachState(
+            key=f"{stream}#teach:1:fb-1",
+            stream=stream,
+            version=1,
+            previous_version=0,
+            action="teach",
+            feedback_id=1,
+            actor="alice",
+            model_version="m1",
+            map_shape=(2, 2),
+            novelty_threshold=1.2,
+            allowance=allowance,
+            worker="W1",
+            ts=now,
+        ),
+    ]
 
 
 def _seed_alerts(conn: Connection, now: datetime) -> None:

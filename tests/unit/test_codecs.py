@@ -39,6 +39,7 @@ from broker.messages import (
     WorkerStatus,
     frame_key,
 )
+from broker.teach_messages import FeedbackControl, FeedbackResult, TeachState, TeachTarget
 from broker.topics import StreamRef
 
 pytestmark = pytest.mark.unit
@@ -263,6 +264,63 @@ def output_samples() -> list[tuple[str, Msg]]:
         (
             topics.family_control_topic(),
             FamilyControl(request_id="r2", op="merge", family="F2", into="F1", actor="op1", ts=T0),
+        ),
+        *teach_samples(),
+    ]
+
+
+def teach_samples() -> list[tuple[str, Msg]]:
+    """Feedback to a worker, its answer, and a camera's taught state (contract 9.1)."""
+    allowance = np.linspace(0, 2, 4, dtype="<f4").tobytes()
+    buf = io.BytesIO()
+    Image.new("RGB", (4, 4), (9, 9, 9)).save(buf, format="PNG")
+    target = TeachTarget(version=1, map_shape=(2, 2), allowance=allowance)
+    return [
+        (
+            topics.feedback_control_topic(CAM),
+            FeedbackControl(
+                request_id="r3",
+                stream=CAM.key,
+                action="rollback",
+                actor="op1",
+                target=target,
+                undo_version=2,
+                ts=T0,
+            ),
+        ),
+        (
+            topics.feedback_result_topic(CAM),
+            FeedbackResult(
+                key="fb:1:feedback",
+                stream=CAM.key,
+                feedback_id=1,
+                action="feedback",
+                status="applied",
+                image=buf.getvalue(),
+                version=2,
+                worker="w1",
+                ts=T0,
+            ),
+        ),
+        (
+            topics.teach_topic(CAM),
+            TeachState(
+                key=f"{CAM.key}#teach:1:r3",
+                stream=CAM.key,
+                version=1,
+                previous_version=0,
+                action="teach",
+                feedback_id=1,
+                actor="op1",
+                model_version="m1",
+                map_shape=(2, 2),
+                novelty_threshold=1.5,
+                allowance=allowance,
+                confirmed=np.ones(4, "<f2").tobytes(),
+                confirmed_keys=("k1",),
+                worker="w1",
+                ts=T0,
+            ),
         ),
     ]
 
@@ -838,3 +896,40 @@ def test_contract_examples_decode() -> None:
     assert example is not None
     letter = decode_output("lw/v1/_sys/deadletter/edge-1", example.group(1).encode())
     assert isinstance(letter, DeadLetter) and letter.payload_head == b'{"value": NaN}'
+
+
+def test_teaching_payloads_are_validated() -> None:
+    """Maps of the wrong size, negative or non-finite allowances and non-PNG frames are
+    rejected at the codec, with a reason."""
+    (_, _), (res_topic, result), (teach_t, state) = teach_samples()
+    assert isinstance(state, TeachState) and isinstance(result, FeedbackResult)
+    bad = {
+        "short": state.model_copy(update={"allowance": b"\x00" * 12}),
+        "negative": state.model_copy(update={"allowance": np.full(4, -1, "<f4").tobytes()}),
+        "nan": state.model_copy(update={"confirmed": np.full(4, np.nan, "<f2").tobytes()}),
+        "huge": state.model_copy(update={"map_shape": (65, 1)}),
+    }
+    for name, msg in bad.items():
+        payload = msg.model_dump_json(round_trip=True).encode()
+        with pytest.raises(Rejected) as err:
+            decode_output(teach_t, payload)
+        assert err.value.reason == "bad_schema", name
+    jpeg = io.BytesIO()
+    Image.new("RGB", (4, 4)).save(jpeg, format="JPEG")
+    as_jpeg = result.model_copy(update={"image": jpeg.getvalue()})
+    with pytest.raises(Rejected) as err:
+        decode_output(res_topic, encode(as_jpeg))
+    assert err.value.reason == "bad_image"
+    with pytest.raises(Rejected, match="rollback needs"):
+        decode_output(
+            topics.feedback_control_topic(CAM),
+            json.dumps(
+                {
+                    "request_id": "x",
+                    "stream": CAM.key,
+                    "action": "rollback",
+                    "actor": "a",
+                    "ts": "2026-03-01T08:00:00Z",
+                }
+            ).encode(),
+        )

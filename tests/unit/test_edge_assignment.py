@@ -11,8 +11,10 @@ from broker.messages import Assignment
 from broker.topics import (
     StreamRef,
     TopicError,
+    feedback_control_topic,
     frame_topic,
     sensor_topic,
+    teach_topic,
     threshold_control_topic,
 )
 from edge.assignment import (
@@ -75,6 +77,11 @@ def test_bad_assignment_rejected() -> None:
         decode_assignment(msg(1, C1.key), "W2")
 
 
+def camera(c: StreamRef) -> set[str]:
+    """A camera's topics: frames, threshold and feedback control, its retained taught state."""
+    return {frame_topic(c), threshold_control_topic(c), feedback_control_topic(c), teach_topic(c)}
+
+
 def test_subscriptions_follow_the_diff() -> None:
     hub = LoopbackHub()
     tr = LoopbackTransport(hub, "w")
@@ -87,7 +94,7 @@ def test_subscriptions_follow_the_diff() -> None:
     subs = Subscriptions(tr, StreamHandlers(h, h, h), lambda s, e: removed.append((s, e)))
     st = AssignmentState()
     subs.change(st.apply(msg(1, C1.key, T1.key)))
-    assert set(tr._subs) == {frame_topic(C1), threshold_control_topic(C1), sensor_topic(T1)}
+    assert set(tr._subs) == {*camera(C1), sensor_topic(T1)}
     subs.change(st.apply(msg(2, C2.key)))
-    assert set(tr._subs) == {frame_topic(C2), threshold_control_topic(C2)}
+    assert set(tr._subs) == camera(C2)
     assert sorted(removed) == [(C1, 2), (T1, 2)]
