@@ -354,11 +354,13 @@ class Dispatcher:
     def _trust_announced(self) -> None:
         """A leader killed between a move's revocations and its grants leaves SQL (written
         first) ahead of the workers: grants nobody received. What a live worker last
-        announced (status epoch and streams) wins over a newer SQL row, so the take-over
-        decision places those streams again, with resume, instead of trusting them."""
+        announced (status epoch and streams) wins over a newer SQL row giving it streams it
+        does not announce: the take-over places those again, with resume."""
         for w, st in self._status.items():
             held = self._held.get(w)
-            if held is not None and st.state != "offline" and st.epoch < held.epoch:
+            if held is None or st.state == "offline" or st.epoch >= held.epoch:
+                continue
+            if set(held.streams) - set(st.streams):  # granted, never taken up
                 self._held[w] = Held(st.epoch, tuple(st.streams), {})
 
     def _check_rates(self, now: float) -> None:

@@ -11,6 +11,7 @@ from services.dispatcher.settings import DispatchSettings
 from services.store import repo
 from services.store.engine import make_engine, require_head
 from services.store.leadership import Leadership
+from services.store.resume import last_accounted_seqs
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ class SqlAssignments:
             except TopicError:
                 continue
         with self.engine.connect() as conn:
-            found = repo.last_accounted_seqs(conn, sorted(full))
+            found = last_accounted_seqs(conn, sorted(full))
         return {full[k]: seq for k, seq in found.items()}
 
     def record(

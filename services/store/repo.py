@@ -434,30 +434,3 @@ def insert_gaps(conn: Connection, rows: Sequence[Row]) -> None:
     for row in rows:
         out.extend(narrow_gap(conn, row))
     insert_ignore(conn, s.T_GAPS, out)
-
-
-def last_accounted_seqs(
-    conn: Connection, streams: Iterable[str], window: int = 64
-) -> dict[str, int]:
-    """Per stream: the highest seq among its latest ``window`` stored frames (by decision
-    time) and latest ``window`` gaps (by time) — what a new owner resumes after. Streams
-    with no sequenced history are absent."""
-    f, g = s.T_FRAMES, s.T_GAPS
-    out: dict[str, int] = {}
-    for st in streams:
-        fq = (
-            select(f.c.seq)
-            .where(f.c.stream == st, f.c.seq.is_not(None))
-            .order_by(f.c.decided_at.desc())
-            .limit(window)
-        )
-        gq = (
-            select(g.c.to_seq)
-            .where(g.c.stream == st, g.c.to_seq.is_not(None))
-            .order_by(g.c.ts.desc())
-            .limit(window)
-        )
-        seqs = [int(r[0]) for r in conn.execute(fq)] + [int(r[0]) for r in conn.execute(gq)]
-        if seqs:
-            out[st] = max(seqs)
-    return out
