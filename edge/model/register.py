@@ -148,13 +148,17 @@ def warp(img: Arr, pose: Pose, centre: tuple[float, float]) -> Arr:
         e,
         oy + pad + 0.5 - 0.5 * (d + e),
     )
-    out = np.empty((h, w, 3), np.float32)
-    for k in range(3):
-        chan = Image.fromarray(np.ascontiguousarray(padded[..., k]), mode="F")
-        out[..., k] = np.asarray(
-            chan.transform((w, h), Image.Transform.AFFINE, data, Image.Resampling.BILINEAR)
-        )
-    return out
+    return np.stack([_bilinear(padded[..., k], data, (w, h)) for k in range(3)], axis=-1)
+
+
+def _bilinear(
+    channel: Arr, coeffs: tuple[float, float, float, float, float, float], size: tuple[int, int]
+) -> Arr:
+    """Pillow's bilinear affine resampling of one float channel (0 beyond its edge)."""
+    img = Image.fromarray(np.ascontiguousarray(channel, np.float32), mode="F")
+    return np.asarray(
+        img.transform(size, Image.Transform.AFFINE, coeffs, Image.Resampling.BILINEAR), np.float32
+    )
 
 
 def inside(pose: Pose, centre: tuple[float, float], size: int, margin: float = 3.0) -> Arr:
@@ -172,13 +176,13 @@ def inside(pose: Pose, centre: tuple[float, float], size: int, margin: float = 3
 
 
 def unwarp(field: Arr, pose: Pose, centre: tuple[float, float]) -> Arr:
-    """A map in the reference pose carried back onto the frame's own pixels (2-D)."""
+    """A map in the reference pose carried back onto the frame's own pixels (2-D, bilinear,
+    0 where the frame pixel comes from beyond the map): the inverse of :func:`warp`."""
     h, w = field.shape
-    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
-    dx, dy = (xs - pose.cx) / pose.scale, (ys - pose.cy) / pose.scale
-    c, s = np.cos(pose.angle), np.sin(pose.angle)
-    rx = centre[0] + c * dx + s * dy
-    ry = centre[1] - s * dx + c * dy
-    return ndimage.map_coordinates(
-        np.asarray(field, np.float32), [ry, rx], order=1, mode="constant"
-    )
+    c, s, k = np.cos(pose.angle), np.sin(pose.angle), pose.scale
+    # frame pixel (x, y) -> reference (a·x + b·y + ox, d·x + e·y + oy)
+    a, b, d, e = c / k, s / k, -s / k, c / k
+    ox = centre[0] - (a * pose.cx + b * pose.cy)
+    oy = centre[1] - (d * pose.cx + e * pose.cy)
+    coeffs = (a, b, ox + 0.5 - 0.5 * (a + b), d, e, oy + 0.5 - 0.5 * (d + e))
+    return _bilinear(np.asarray(field, np.float32), coeffs, (w, h))

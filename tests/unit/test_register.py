@@ -61,7 +61,8 @@ def test_warp_is_bilinear_sampling_with_the_edge_repeated() -> None:
     rng = np.random.default_rng(3)
     for _ in range(12):
         img = (rng.random((SIZE, SIZE, 3)) * 255).astype(np.float32)
-        pose = Pose(*rng.uniform(20, SIZE - 20, 2), rng.uniform(0.7, 1.4), rng.uniform(-3.1, 3.1))
+        cx, cy = (float(v) for v in rng.uniform(20, SIZE - 20, 2))
+        pose = Pose(cx, cy, float(rng.uniform(0.7, 1.4)), float(rng.uniform(-3.1, 3.1)))
         centre = (float(rng.uniform(60, 100)), float(rng.uniform(60, 100)))
         ys, xs = np.mgrid[0:SIZE, 0:SIZE].astype(np.float64)
         c, s = np.cos(pose.angle), np.sin(pose.angle)
