@@ -23,9 +23,9 @@ from typing import Any
 
 import httpx
 import pytest
-from edge_stack import history_check
 from feed_e2e import _free_port
 from helpers import wait_for
+from history import History, check
 
 # the first test also waits for the session's model build (17 min on a busy 2-core machine)
 pytestmark = [pytest.mark.e2e, pytest.mark.live, pytest.mark.timeout(2400)]
@@ -305,24 +305,24 @@ def test_sql_holds_every_frame_and_detection_matches_the_card(live_run: LiveRun)
     assert end["unacked"] == 0 and len(frames) == end["frames"] > 0
     site = run.site
 
-    def checks() -> dict[str, dict[str, int]]:
+    def checks() -> dict[str, History]:
         out = {}
         for cam in sorted({r["stream"] for r in frames}):
             published = {f"{cam}#0:{r['seq']}": r["seq"] for r in frames if r["stream"] == cam}
             keys = sql(run.db_url, "SELECT frame_key FROM frames WHERE stream = %s", cam)
             gaps = sql(run.db_url, "SELECT gap_key, from_seq, to_seq, reason FROM gaps "
                        "WHERE stream = %s", cam)  # fmt: skip
-            out[cam] = history_check(published, [k for (k,) in keys], gaps, cam)
+            out[cam] = check(cam, published, [k for (k,) in keys], gaps)
         return out
 
     # the worker may still work through a backlog (it inspects at its capacity): wait until
     # every published frame is stored or gapped, then nothing may be doubled
     try:
-        wait_for(lambda: all(c["lost"] == 0 for c in checks().values()), 180, 1,
+        wait_for(lambda: all(c.lost == 0 for c in checks().values()), 180, 1,
                  what="every published frame stored or gapped")  # fmt: skip
     except AssertionError:
         raise AssertionError(checks()) from None
-    assert all(c["duplicate"] == 0 for c in checks().values()), checks()
+    assert all(c.duplicated == 0 for c in checks().values()), checks()
     verdicts = dict(sql(run.db_url, "SELECT frame_key, verdict FROM frames WHERE site = %s", site))
     scored = [(r, verdicts[f"{r['stream']}#0:{r['seq']}"]) for r in frames
               if f"{r['stream']}#0:{r['seq']}" in verdicts]  # fmt: skip
