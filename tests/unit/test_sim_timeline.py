@@ -225,6 +225,26 @@ def test_wire_forms_decode_under_the_contract() -> None:
         assert [r.seq for r in got.readings] == [r.seq if keyed else None for r, _ in batch]
 
 
+def test_a_publisher_epoch_keeps_a_restarted_lines_keys_apart() -> None:
+    cams, sensors = topology(SPEC)
+    jpeg = FrameSource(_fake_render, 1, 64, None).jpeg(cams[0], Frame(5, 0.0, None, 0, 1.0, ()))
+    topic = frame_topic(cams[0].stream)
+    keys = set()
+    for epoch in (0, 1_796_570_000):
+        for envelope in (False, True):
+            payload, props = frame_message(jpeg, 5, 1.7e9, "p", envelope=envelope, epoch=epoch)
+            got = decode_input(topic, payload, props or {})
+            assert isinstance(got, FrameIn) and got.pub_epoch == epoch
+            keys.add(got.key)
+    assert len(keys) == 2  # one per epoch: the same seq of two runs is two frames
+    readings = [(reading_at(SPEC, NONE, sensors[2], i), 1_700_000_000.0 + i) for i in range(3)]
+    for sensor, batch in ((sensors[0], readings[:1]), (sensors[1], readings[:1]),
+                          (sensors[2], readings)):  # fmt: skip
+        payload, p = sensor_message(sensor, batch, v5=True, epoch=7)
+        got = decode_input(sensor_topic(sensor.stream), payload, p or {})
+        assert isinstance(got, SensorIn) and got.pub_epoch == 7
+
+
 def test_the_sim_waits_for_live_processes_not_retained_leftovers() -> None:
     from broker.codecs import encode
     from broker.messages import WorkerStatus
