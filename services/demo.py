@@ -162,7 +162,10 @@ def main(argv: list[str]) -> int:
         f"({log_dir / 'model-build.log'})")  # fmt: skip
     bg = Background(args.then, models, log_dir / "model-build.log", say).start()
     env = {**os.environ, "LINEWATCH_MODEL_DIR": str(models / SERVE)}
-    cmd = _linewatch("up", "--sim", "--sim-args", args.sim_args, *shlex.split(args.up_args))
+    sim_args = args.sim_args
+    if "--epoch" not in shlex.split(sim_args):  # each run's seqs apart from the last run's
+        sim_args += f" --epoch {int(time.time())}"
+    cmd = _linewatch("up", "--sim", "--sim-args", sim_args, *shlex.split(args.up_args))
     up = subprocess.Popen(cmd + (["--verbose"] if args.verbose else []), env=env)
     stopping = threading.Event()
 

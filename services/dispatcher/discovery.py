@@ -9,13 +9,6 @@
 # What the bounds push out is recorded as an ``unassigned`` gap (counted, unsequenced), so the
 # first frame of a new camera is inspected and nothing is dropped silently.
 #
-# A dispatcher that does not lead (yet) holds too: at start-up, or while the lease of a
-# dispatcher that died is running out, nobody else may be holding. It delivers nothing; once
-# it leads, it delivers what it still holds. What it held longer than the lease lasts
-# (``expire``) was a live leader's to deliver, and goes without a gap (so does what its bounds
-# push out meanwhile): a leader that lost the lease turns what it held into gaps instead
-# (``drop_all``), since no one else may have copies.
-#
 # Discovery is bounded (``Caps``): at most ``per_site`` streams per site and ``total`` in all,
 # and at most ``per_window`` new ones per site in ``window_s``. A stream over a cap is refused:
 # not placed, not held, remembered (bounded) so its later inputs cost nothing, and reported
@@ -41,7 +34,6 @@ class HeldInput:
     topic: str
     payload: bytes
     properties: Mapping[str, str] = field(default_factory=dict)
-    at: float = 0.0  # when it arrived (the service's clock)
 
 
 Learned = Literal["known", "new", "refused", "refused_again"]
@@ -219,33 +211,6 @@ class Discovery:
             self.held_bytes -= sum(len(i.payload) for i in q)
             out.extend(q)
         return out
-
-    def due(
-        self, leader: bool, lost_lead: bool, now: float, keep_s: float
-    ) -> tuple[list[HeldInput], dict[str, int]]:
-        """This tick's inputs to republish and counts to record as gaps, per stream: a
-        leader's served streams and overflow; after a lost lease, everything held; a
-        follower's, nothing (it forgets what it held longer than ``keep_s``)."""
-        if leader:
-            return self.release(), self.take_overflow()
-        if lost_lead:
-            return [], self.drop_all()
-        self.expire(now - keep_s)
-        self.take_overflow()
-        return [], {}
-
-    def expire(self, before: float) -> int:
-        """Forget held inputs that arrived before ``before`` (not counted as overflow: a
-        follower's copies a leader delivered); returns how many went."""
-        gone = 0
-        for key in list(self.held):
-            q = self.held[key]
-            while q and q[0].at < before:
-                self.held_bytes -= len(q.popleft().payload)
-                gone += 1
-            if not q:
-                del self.held[key]
-        return gone
 
     def take_overflow(self) -> dict[str, int]:
         """Counts of inputs pushed out of the hold since the last call, per stream."""

@@ -73,7 +73,6 @@ class Dispatcher:
         self._pending: dict[str, None] = {}  # trigger reasons, in order (O(1) add)
         self._pending_since: float | None = None
         self._leader = False
-        self._lost_lead = False  # led, then lost the lease: what it holds becomes gaps
         self._started_at = 0.0
         self._fps: dict[str, float] = {}
         self._cool = CoolDown(settings.cooldown_s)
@@ -230,9 +229,8 @@ class Dispatcher:
                 elif learned != "known":  # over a discovery cap: reported by the tick
                     msg.ack()
                     return
-                if not self._disc.served(key):  # leader or not yet (discovery.py)
-                    item = HeldInput(msg.topic, msg.payload, dict(msg.properties), self._clock())
-                    self._disc.hold(key, item)
+                if self._leader and not self._disc.served(key):
+                    self._disc.hold(key, HeldInput(msg.topic, msg.payload, dict(msg.properties)))
         msg.ack()
 
     def _specs(self) -> list[StreamSpec]:
@@ -246,9 +244,8 @@ class Dispatcher:
     def _deliver_held(self) -> None:
         """Republish held inputs of streams their owner now serves; gap what was pushed out."""
         with self._lock:
-            keep_s = 2 * self.s.lease_ttl_s
-            ready, lost = self._disc.due(self._leader, self._lost_lead, self._clock(), keep_s)
-            self._lost_lead = False
+            ready = self._disc.release()
+            lost = self._disc.take_overflow() if self._leader else self._disc.drop_all()
             refused, counts = self._disc.take_refusals(self._clock())
             epoch = self._epoch
         if refused or counts:
@@ -320,7 +317,7 @@ class Dispatcher:
         if self._leader:
             if not self._lock_db.renew():
                 log.warning("dispatcher %s lost the leadership", self.id)
-                self._leader, self._lost_lead = False, True
+                self._leader = False
         elif self._lock_db.try_acquire():
             log.info("dispatcher %s now leads", self.id)
             self._recover()

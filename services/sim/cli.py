@@ -53,6 +53,13 @@ def _parser() -> argparse.ArgumentParser:
     a("--sensor-hz", type=float, default=5.0, help="readings per second per sensor (default 5)")
     a("--defect-rate", type=float, default=0.05, help="share of defective parts (default 0.05)")
     a("--seed", type=int, default=0, help="everything published follows from it (default 0)")
+    a(
+        "--epoch",
+        type=int,
+        default=0,
+        help="publisher epoch of every input (default 0); a new one per run keeps a restarted "
+        "line's sequence numbers apart from the last run's in the history",
+    )
     a("--duration", type=float, default=None, help="seconds to run (default: until Ctrl-C)")
     a(
         "--scenario",
@@ -111,6 +118,7 @@ def _spec(args: argparse.Namespace) -> LineSpec:
             ("--duration", args.duration is None or args.duration > 0, "positive"),
             ("--size", 16 <= args.size <= 2048, "16..2048"),
             ("--pool", 0 <= args.pool <= 1000, "0..1000"),
+            ("--epoch", 0 <= args.epoch <= 2**62, "0..2**62"),
             ("--wait-for", set(_roles(args)) <= set(ROLES), f"roles from {ROLES}"),
             ("--parts", bool(parts) and set(parts) <= set(PART_TYPES), f"from {PART_TYPES}"),
         )
@@ -133,6 +141,7 @@ def _spec(args: argparse.Namespace) -> LineSpec:
         pool=args.pool,
         sensor_form=args.sensor_form,
         batch_n=max(1, round(args.sensor_hz / 2)),  # a batch every half second
+        epoch=args.epoch,
     )
 
 

@@ -16,15 +16,16 @@ class LiveRoles:
     """Which roles have a process that is live now: a status heard as it happened (a birth or
     heartbeat delivered live, not a retained copy that may be left from an earlier run).
 
-    A dispatcher counts from its birth like any process: it subscribes to the inputs before
-    it announces itself, and holds the first inputs of streams nobody serves yet even before
-    it leads (services/dispatcher/discovery.py), so nothing published after its birth is
-    lost while it takes the lead.
+    A dispatcher counts from its second live heartbeat: it beats at the start of each
+    round and takes the lead (if it can) within the round, and only a leading dispatcher
+    holds the first inputs of streams nobody serves yet for their owner (before that, such
+    inputs reach nobody).
     """
 
     def __init__(self, roles: Iterable[str]) -> None:
         self.wanted = frozenset(roles)
         self.live: dict[str, str] = {}  # role -> a worker heard live
+        self._beats: dict[str, int] = {}  # dispatcher -> live heartbeats heard
         self._lock = threading.Lock()
         self._all = threading.Event()
         if not self.wanted:
@@ -42,10 +43,18 @@ class LiveRoles:
             and status.role in self.wanted
         ):
             with self._lock:
-                self.live.setdefault(status.role, status.worker)
+                if self._counts(status):
+                    self.live.setdefault(status.role, status.worker)
                 if self.wanted <= self.live.keys():
                     self._all.set()
         msg.ack()
+
+    def _counts(self, status: WorkerStatus) -> bool:
+        if status.role != "dispatch":
+            return True
+        if status.state == "heartbeat":
+            self._beats[status.worker] = self._beats.get(status.worker, 0) + 1
+        return self._beats.get(status.worker, 0) >= 2
 
     def missing(self) -> list[str]:
         with self._lock:

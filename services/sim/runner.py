@@ -179,7 +179,9 @@ class Simulator:
         ts = self._t0 + tick.t
         part = part_id(cam, frame.seq)
         image = self.frames.jpeg(cam, frame)
-        payload, props = frame_message(image, frame.seq, ts, part, envelope=self.envelope)
+        payload, props = frame_message(
+            image, frame.seq, ts, part, envelope=self.envelope, epoch=self.spec.epoch
+        )
         handle = self.bus.publish(topics.frame_topic(cam.stream), payload, properties=props)
         record = {
             "kind": "frame",
@@ -215,7 +217,7 @@ class Simulator:
         batch = self._batches.pop(sensor.index, [])
         if not batch:
             return
-        payload, props = sensor_message(sensor, batch, v5=self.v5)
+        payload, props = sensor_message(sensor, batch, v5=self.v5, epoch=self.spec.epoch)
         handle = self.bus.publish(topics.sensor_topic(sensor.stream), payload, properties=props)
         keyed = sensor.form != "bare" or self.v5
         records = [

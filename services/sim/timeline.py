@@ -42,6 +42,7 @@ class LineSpec:
     pool: int = 12  # distinct renders per camera and label; 0 = every frame rendered anew
     sensor_form: SensorForm | Literal["mixed"] = "mixed"
     batch_n: int = 5  # readings per batch of a batch-form sensor
+    epoch: int = 0  # publisher epoch of every input (a new one per run keeps runs' seqs apart)
 
 
 @dataclass(frozen=True)

@@ -100,33 +100,41 @@ def encode_jpeg(pixels: np.ndarray, gain: float = 1.0) -> bytes:
 
 
 def frame_message(
-    image: bytes, seq: int, ts: float, part: str, *, envelope: bool
+    image: bytes, seq: int, ts: float, part: str, *, envelope: bool, epoch: int = 0
 ) -> tuple[bytes, dict[str, str] | None]:
-    """Payload and MQTT v5 user properties of one frame: raw JPEG + properties, or envelope."""
+    """Payload and MQTT v5 user properties of one frame: raw JPEG + properties, or envelope.
+    A publisher ``epoch`` other than 0 goes with it (the contract's default is 0)."""
     if not envelope:
-        return image, {"seq": str(seq), "ts": str(round(ts * 1000)), "part": part}
-    doc = {
+        props = {"seq": str(seq), "ts": str(round(ts * 1000)), "part": part}
+        return image, props | ({"epoch": str(epoch)} if epoch else {})
+    doc: dict[str, Any] = {
         "seq": seq,
         "ts": rfc3339(ts),
         "part": part,
         "encoding": "jpeg",
         "image": base64.b64encode(image).decode("ascii"),
     }
+    if epoch:
+        doc["epoch"] = epoch
     return json.dumps(doc, separators=(",", ":")).encode(), None
 
 
 def sensor_message(
-    sensor: Sensor, readings: Sequence[tuple[Reading, float]], *, v5: bool
+    sensor: Sensor, readings: Sequence[tuple[Reading, float]], *, v5: bool, epoch: int = 0
 ) -> tuple[bytes, dict[str, str] | None]:
     """One sensor publish in the sensor's form: a bare number (seq/ts as v5 properties), a
-    JSON reading, or a ``readings`` batch. ``readings`` pairs each reading with its epoch ts."""
+    JSON reading, or a ``readings`` batch. ``readings`` pairs each reading with its epoch ts.
+    A publisher ``epoch`` other than 0 goes with it (a bare number on 3.1.1 cannot carry it)."""
+    pub = {"epoch": epoch} if epoch else {}
     if sensor.form == "bare":
         ((r, ts),) = readings
         props = {"seq": str(r.seq), "ts": str(round(ts * 1000))} if v5 else None
+        if props is not None and epoch:
+            props["epoch"] = str(epoch)
         return repr(r.value).encode(), props
     items = [
         {"seq": r.seq, "ts": rfc3339(ts), "value": r.value, "unit": sensor.unit}
         for r, ts in readings
     ]
-    doc: dict[str, Any] = items[0] if sensor.form == "json" else {"readings": items}
+    doc: dict[str, Any] = items[0] | pub if sensor.form == "json" else {**pub, "readings": items}
     return json.dumps(doc, separators=(",", ":")).encode(), None

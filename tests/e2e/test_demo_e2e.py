@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import edge_tinymodel as tiny
@@ -99,9 +100,20 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         raise
 
 
+@pytest.fixture
+def own_mosquitto(mosquitto_url: str) -> Iterator[str]:
+    """A Mosquitto of the test's own (bench/_broker.py): on the shared test broker, other
+    sessions' dispatchers may place this demo's streams on their workers."""
+    from bench._broker import private_broker
+
+    with private_broker() as url:
+        yield url
+
+
 def test_make_demo_serves_the_ready_model_then_switches_to_the_background_build(
-    mosquitto_url: str, tmp_path: Path
+    own_mosquitto: str, tmp_path: Path
 ) -> None:
+    mosquitto_url = own_mosquitto
     models = tmp_path / "var" / "models"
     tiny.build(models / "quick")  # an already-built `quick` model
     site = f"d{uuid.uuid4().hex[:10]}"
@@ -154,8 +166,9 @@ def test_make_demo_serves_the_ready_model_then_switches_to_the_background_build(
 
 
 def test_make_demo_on_a_fresh_clone_builds_the_first_model_then_starts(
-    mosquitto_url: str, tmp_path: Path
+    own_mosquitto: str, tmp_path: Path
 ) -> None:
+    mosquitto_url = own_mosquitto
     # nothing built: the first profile is built in the foreground (here `test`, the
     # cheapest real one; `quick` by default), then the stack starts on it
     site = f"f{uuid.uuid4().hex[:10]}"

@@ -16,7 +16,19 @@ from services import cli
 pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parents[2]
-EXPECTED = {"broker", "edge", "store", "cluster", "dispatch", "feed", "sim", "up", "model", "db"}
+EXPECTED = {
+    "broker",
+    "edge",
+    "store",
+    "cluster",
+    "dispatch",
+    "feed",
+    "sim",
+    "up",
+    "model",
+    "db",
+    "demo",
+}
 BAD_ENV = {"LINEWATCH_KEEPALIVE_S": "abc", "LINEWATCH_MQTT_URL": "http://x"}
 
 

@@ -49,26 +49,7 @@ def bus(tmp_path: Path) -> Iterator[tuple[LoopbackHub, list[Any]]]:
             thing.t.stop() if isinstance(thing, Spy) else thing.stop()
 
 
-class Lease:
-    """A leader lock held by someone else until ``free`` is set (a dead dispatcher's lease
-    running out, or a live leader that never lets go)."""
-
-    def __init__(self) -> None:
-        self.free = threading.Event()
-
-    def try_acquire(self) -> bool:
-        return self.free.is_set()
-
-    def renew(self) -> bool:
-        return True
-
-    def release(self) -> None:
-        pass
-
-
-def _start(
-    hub: LoopbackHub, owned: list[Any], tmp_path: Path, lock: Lease | None = None, **kw: Any
-) -> Dispatcher:
+def _start(hub: LoopbackHub, owned: list[Any], tmp_path: Path, **kw: Any) -> Dispatcher:
     s = DispatchSettings(
         dispatcher_id="d1",
         keepalive_s=1,
@@ -79,7 +60,7 @@ def _start(
         data_dir=tmp_path,
         **kw,
     )
-    d = Dispatcher(s, LoopbackTransport(hub, "dispatch-d1"), lock=lock)
+    d = Dispatcher(s, LoopbackTransport(hub, "dispatch-d1"))
     d.start()
     owned.append(d)
     return d
@@ -150,49 +131,3 @@ def test_discovery_can_be_switched_off(bus: Any, tmp_path: Path) -> None:
     d.trigger("check")  # a decision after the frame: still nothing to place
     wait_for(lambda: len(obs.decisions) >= 2, 5, what="second decision")
     assert obs.owner() == {}
-
-
-def test_input_before_the_dispatcher_leads_is_held_until_it_does(bus: Any, tmp_path: Path) -> None:
-    hub, owned = bus
-    obs = Observer(LoopbackTransport(hub, "observer")).start()
-    owned.append(obs.t)
-    spy = Spy(hub, frame_topic(CAM))
-    owned.append(spy)
-    lease = Lease()  # a dead dispatcher's lease, not run out yet
-    d = _start(hub, owned, tmp_path, lock=lease, lease_ttl_s=0.3)
-    edge = FakeEdge(LoopbackTransport(hub, "edge-e1"), "e1", capacity_fps=50.0).start()
-    owned.append(edge)
-    cam = LoopbackTransport(hub, "camera")
-    cam.start()
-    owned.append(cam)
-    cam.publish(frame_topic(CAM), b"\xff\xd8 first frame", properties={"seq": "1"})
-    wait_for(lambda: len(spy.got) == 1, 5, what="the frame published")
-    assert not d.leader
-    lease.free.set()  # the old lease runs out: this dispatcher leads and places the camera
-    owner = wait_for(lambda: obs.placed(1), 10, what="new camera placed")
-    assert owner == {CAM.key: "e1"}
-    edge.t.publish(
-        worker_status_topic("e1"),
-        edge._payload("heartbeat", streams=(CAM.key,), epoch=obs.assign["e1"].epoch),
-    )
-    wait_for(lambda: len(spy.got) == 2, 10, what="the frame held before leading handed over")
-    assert spy.got[1].payload == b"\xff\xd8 first frame"
-
-
-def test_a_follower_delivers_nothing_and_records_no_gap(bus: Any, tmp_path: Path) -> None:
-    hub, owned = bus
-    gaps = Spy(hub, gap_topic(CAM))
-    owned.append(gaps)
-    spy = Spy(hub, frame_topic(CAM))
-    owned.append(spy)
-    d = _start(hub, owned, tmp_path, lock=Lease(), lease_ttl_s=0.1, discover_hold_frames=1)
-    cam = LoopbackTransport(hub, "camera")
-    cam.start()
-    owned.append(cam)
-    for n in range(3):  # a live leader (not this one) holds and delivers these
-        cam.publish(frame_topic(CAM), b"frame %d" % n)
-    wait_for(lambda: len(spy.got) == 3, 5, what="the frames published")
-    # held longer than the lease lasts: forgotten, neither republished nor gapped
-    wait_for(lambda: not d._disc.held, 5, what="the follower's copies expired")
-    d.trigger("check")
-    assert len(spy.got) == 3 and gaps.got == [] and not d.leader

@@ -225,6 +225,26 @@ def test_wire_forms_decode_under_the_contract() -> None:
         assert [r.seq for r in got.readings] == [r.seq if keyed else None for r, _ in batch]
 
 
+def test_a_publisher_epoch_keeps_a_restarted_lines_keys_apart() -> None:
+    cams, sensors = topology(SPEC)
+    jpeg = FrameSource(_fake_render, 1, 64, None).jpeg(cams[0], Frame(5, 0.0, None, 0, 1.0, ()))
+    topic = frame_topic(cams[0].stream)
+    keys = set()
+    for epoch in (0, 1_796_570_000):
+        for envelope in (False, True):
+            payload, props = frame_message(jpeg, 5, 1.7e9, "p", envelope=envelope, epoch=epoch)
+            got = decode_input(topic, payload, props or {})
+            assert isinstance(got, FrameIn) and got.pub_epoch == epoch
+            keys.add(got.key)
+    assert len(keys) == 2  # one per epoch: the same seq of two runs is two frames
+    readings = [(reading_at(SPEC, NONE, sensors[2], i), 1_700_000_000.0 + i) for i in range(3)]
+    for sensor, batch in ((sensors[0], readings[:1]), (sensors[1], readings[:1]),
+                          (sensors[2], readings)):  # fmt: skip
+        payload, p = sensor_message(sensor, batch, v5=True, epoch=7)
+        got = decode_input(sensor_topic(sensor.stream), payload, p or {})
+        assert isinstance(got, SensorIn) and got.pub_epoch == 7
+
+
 def test_the_sim_waits_for_live_processes_not_retained_leftovers() -> None:
     from broker.codecs import encode
     from broker.messages import WorkerStatus
@@ -240,15 +260,15 @@ def test_the_sim_waits_for_live_processes_not_retained_leftovers() -> None:
         return Inbound(worker_status_topic(worker), encode(msg), retain=retain,
                        ack=lambda: acks.append(worker))  # fmt: skip
 
-    live.on_status(status("d0", "dispatch", "online", retain=True))  # left from an earlier run
+    live.on_status(status("d1", "dispatch", "online", retain=False))
+    live.on_status(status("d1", "dispatch", "heartbeat", retain=False))  # may not lead yet
     assert "dispatch" in live.missing()
-    live.on_status(status("d1", "dispatch", "online", retain=False))  # holds before it leads
-    assert "dispatch" not in live.missing()
+    live.on_status(status("d1", "dispatch", "heartbeat", retain=False))  # a round later
 
     live.on_status(status("W1", "edge", "online", retain=True))  # left from an earlier run
     live.on_status(status("st", "store", "offline", retain=False))
     live.on_status(status("c1", "cluster", "heartbeat", retain=False))  # not waited for
-    assert live.missing() == ["edge", "store"] and len(acks) == 5
+    assert live.missing() == ["edge", "store"] and len(acks) == 6
     live.on_status(status("W1", "edge", "heartbeat", retain=False))
     live.on_status(status("st", "store", "online", retain=False))
     assert live.missing() == [] and live.wait(0.0, threading.Event())
