@@ -3,21 +3,9 @@
 "use strict";
 (function () {
   const $ = (sel, el) => (el || document).querySelector(sel);
-  const esc = (v) => String(v == null ? "" : v).replace(/[&<>"']/g,
-    (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
+  const esc = window.LW.esc;
   const say = (text) => { const m = $("#teach-msg"); if (m) m.textContent = text || ""; };
-
-  async function api(method, path, payload) {
-    const token = localStorage.getItem("lw_token") || "";
-    const headers = { "Accept": "application/json" };
-    if (token) headers["Authorization"] = "Bearer " + token;
-    if (payload !== undefined) headers["Content-Type"] = "application/json";
-    const res = await fetch(path, { method, headers,
-      body: payload === undefined ? undefined : JSON.stringify(payload) });
-    const data = await res.json().catch(() => ({}));
-    if (!res.ok) throw new Error((data.error || res.status) + ": " + JSON.stringify(data.detail || ""));
-    return data;
-  }
+  const api = window.LW.api;  // live.js: calls with the operator's token
 
   const section = document.createElement("section");
   section.id = "teach-section";

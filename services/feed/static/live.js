@@ -1,5 +1,6 @@
-// Shared helpers of the page's live views (tiles.js, charts.js, gallery.js): reads with the
-// operator's token, picture URLs with a read ticket, escaping, times, and the lightbox.
+// Shared helpers of the page's live views (tiles.js, charts.js, gallery.js) and of teaching
+// (feedback.js): reads and calls with the operator's token, picture URLs with a read ticket,
+// escaping, times, and the lightbox.
 "use strict";
 window.LW = (function () {
   const token = () => localStorage.getItem("lw_token") || "";
@@ -15,6 +16,18 @@ window.LW = (function () {
     const res = await fetch(path, { headers });
     if (!res.ok) throw new Error(path + ": " + res.status);
     return res.json();
+  }
+
+  // A call with the operator's token; an error names the API's error code and detail.
+  async function api(method, path, payload) {
+    const headers = { "Accept": "application/json" };
+    if (token()) headers["Authorization"] = "Bearer " + token();
+    if (payload !== undefined) headers["Content-Type"] = "application/json";
+    const res = await fetch(path, { method, headers,
+      body: payload === undefined ? undefined : JSON.stringify(payload) });
+    const data = await res.json().catch(() => ({}));
+    if (!res.ok) throw new Error((data.error || res.status) + ": " + JSON.stringify(data.detail || ""));
+    return data;
   }
 
   // <img> cannot send the Authorization header: with a token, pictures carry a read ticket
@@ -77,5 +90,5 @@ window.LW = (function () {
 
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", lightbox);
   else lightbox();
-  return { esc, get, src, ago, clock, stamp, pct, paint, every };
+  return { esc, get, api, src, ago, clock, stamp, pct, paint, every };
 })();
