@@ -80,7 +80,7 @@ def frame_rate(path: Path = PIPELINE_JSON) -> dict[str, Any]:
 def messages(n: int, fps: float, seed: int = 100) -> list[bytes]:
     """Features messages of anomalous frames carrying 2048-d float16 embeddings (five
     families; the last one appears after the first third), ``1 / fps`` seconds apart."""
-    from broker import codecs
+    from broker import codecs, embeddings
     from broker.messages import Features
     from broker.topics import StreamRef
     from services.clustering.eval import gaussian_families
@@ -95,7 +95,7 @@ def messages(n: int, fps: float, seed: int = 100) -> list[bytes]:
                 worker="w1",
                 ts=START + timedelta(seconds=i / fps),
                 dim=DIM,
-                embedding=codecs.embedding_to_bytes(v),
+                embedding=embeddings.embedding_to_bytes(v),
                 verdict="anomaly",
                 predicted_class="scratch",
             )
@@ -131,7 +131,7 @@ def fill_alert_history(service: Any, fps: float) -> int:
 
 def run(args: argparse.Namespace, fps: float) -> dict[str, Any]:
     """Service path per vector (refits held off), refit seconds, decode and assignment alone."""
-    from broker import codecs
+    from broker import codecs, embeddings
     from broker.loopback import LoopbackHub, LoopbackTransport
     from broker.messages import Features
     from broker.topics import StreamRef, features_topic
@@ -175,10 +175,11 @@ def run(args: argparse.Namespace, fps: float) -> dict[str, Any]:
     for p in tail:
         feat = codecs.decode_output(topic, p)
         assert isinstance(feat, Features)
-        codecs.embedding_view(feat.embedding, feat.dim)
+        embeddings.embedding_view(feat.embedding, feat.dim)
     decode_cpu = (time.process_time() - d0) / len(tail)
     vecs = [
-        codecs.embedding_from_bytes(Features.model_validate_json(p).embedding, DIM) for p in tail
+        embeddings.embedding_from_bytes(Features.model_validate_json(p).embedding, DIM)
+        for p in tail
     ]
     a0 = time.process_time()
     for i, v in enumerate(vecs):

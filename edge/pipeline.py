@@ -16,7 +16,8 @@ import numpy as np
 import onnxruntime as ort
 from PIL import Image
 
-from broker.codecs import Rejected, embedding_to_bytes
+from broker.codecs import Rejected
+from broker.embeddings import embedding_to_bytes
 from broker.messages import Alert, Features, FrameIn, Verdict, utcnow
 from edge.acks import InputAck
 from edge.anomaly import RowScore, overlay, score_rows

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from broker import codecs
+from broker import codecs, embeddings
 from broker.messages import (
     Alert,
     FamilyControl,
@@ -140,7 +140,7 @@ class ClusterService:
             )
         if decoded.dim > 65536:
             raise codecs.Rejected("wrong_dimension", f"dim {decoded.dim} exceeds 65536")
-        vec = codecs.embedding_view(decoded.embedding, decoded.dim)  # float16, as it travels
+        vec = embeddings.embedding_view(decoded.embedding, decoded.dim)  # float16, as it travels
         try:
             stream = _stream_ref(decoded.stream)
         except TopicError as exc:

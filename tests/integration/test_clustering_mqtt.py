@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from helpers import wait_for
 
-from broker import codecs
+from broker import codecs, embeddings
 from broker.messages import (
     Alert,
     DeadLetter,
@@ -52,7 +52,7 @@ def _vectors(n: int, seed: int = 0) -> np.ndarray:
 
 
 def _payload(cam: StreamRef, i: int, vec: np.ndarray | None, raw: bytes | None = None) -> bytes:
-    emb = raw if raw is not None else codecs.embedding_to_bytes(np.asarray(vec))
+    emb = raw if raw is not None else embeddings.embedding_to_bytes(np.asarray(vec))
     return codecs.encode(
         Features(
             stream=cam.key,

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from helpers import wait_for
 
-from broker import codecs
+from broker import codecs, embeddings
 from broker.loopback import LoopbackHub, LoopbackTransport
 from broker.messages import Alert, DeadLetter, FamilyUpdate, Features, FrameFamily, Msg, utcnow
 from broker.topics import (
@@ -52,7 +52,7 @@ def _features(
         worker="w1",
         ts=utcnow(),
         dim=dim,
-        embedding=raw if raw is not None else codecs.embedding_to_bytes(vec),
+        embedding=raw if raw is not None else embeddings.embedding_to_bytes(vec),
         verdict=verdict,  # type: ignore[arg-type]  # tests pass bad verdicts on purpose
         predicted_class="scratch",
     )

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from broker import codecs, topics
+from broker import codecs, embeddings, topics
 from broker.codecs import Limits, Rejected, decode_input, decode_output, encode
 from broker.messages import (
     Alert,
@@ -67,7 +67,7 @@ JPEG, PNG = _jpeg(), _png()
 
 def output_samples() -> list[tuple[str, Msg]]:
     """One instance of every JSON output message, on its topic."""
-    emb = codecs.embedding_to_bytes(np.linspace(-1, 1, 16, dtype=np.float32))
+    emb = embeddings.embedding_to_bytes(np.linspace(-1, 1, 16, dtype=np.float32))
     return [
         (
             topics.verdict_topic(CAM),
@@ -793,22 +793,22 @@ def test_dead_letter_sanitises() -> None:
 
 def test_embeddings() -> None:
     vec = np.random.default_rng(1).normal(size=2048).astype(np.float32)
-    data = codecs.embedding_to_bytes(vec)
+    data = embeddings.embedding_to_bytes(vec)
     assert len(data) == 4096 and data[:2] == np.float16(vec[0]).astype("<f2").tobytes()
-    back = codecs.embedding_from_bytes(data, 2048)
+    back = embeddings.embedding_from_bytes(data, 2048)
     assert back.dtype == np.float32 and back.shape == (2048,)
     assert np.allclose(back, vec, rtol=1e-3, atol=1e-3)
     back[0] = 5.0  # a writable copy
-    big = codecs.embedding_from_bytes(codecs.embedding_to_bytes(np.array([1e6, -1e6])), 2)
+    big = embeddings.embedding_from_bytes(embeddings.embedding_to_bytes(np.array([1e6, -1e6])), 2)
     assert list(big) == [65504.0, -65504.0]
     with pytest.raises(ValueError):
-        codecs.embedding_to_bytes(np.array([1.0, np.nan]))
+        embeddings.embedding_to_bytes(np.array([1.0, np.nan]))
     for raw, dim in ((data, 2047), (data[:-1], 2048), (b"", 0)):
         with pytest.raises(Rejected) as info:
-            codecs.embedding_from_bytes(raw, dim)
+            embeddings.embedding_from_bytes(raw, dim)
         assert info.value.reason == "wrong_dimension"
     with pytest.raises(Rejected) as info:
-        codecs.embedding_from_bytes(np.array([1, np.inf], dtype="<f2").tobytes(), 2)
+        embeddings.embedding_from_bytes(np.array([1, np.inf], dtype="<f2").tobytes(), 2)
     assert info.value.reason == "bad_value"
 
 

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from broker import codecs, strictjson, topics
+from broker import codecs, embeddings, strictjson, topics
 from broker.codecs import Rejected
 from broker.messages import Features
 from broker.strictjson import JsonError
@@ -214,7 +214,7 @@ def _features(dim: int = 64, seed: int = 0) -> bytes:
             worker="w1",
             ts=datetime(2026, 1, 5, tzinfo=UTC),
             dim=dim,
-            embedding=codecs.embedding_to_bytes(vec),
+            embedding=embeddings.embedding_to_bytes(vec),
             verdict="anomaly",
             predicted_class="scratch",
         )
@@ -251,11 +251,11 @@ def test_decode_features_matches_reference(dim: int, seed: int, data: st.DataObj
     assert got == outcome(reference_decode_features, TOPIC, payload)
     if got[0] == "ok":
         feat = got[1]
-        fast = outcome(codecs.embedding_view, feat.embedding, feat.dim)
+        fast = outcome(embeddings.embedding_view, feat.embedding, feat.dim)
         ref = outcome(reference_embedding, feat.embedding, feat.dim)
         assert fast[0] == ref[0]
         if fast[0] == "ok":
-            view = codecs.embedding_view(feat.embedding, feat.dim)
+            view = embeddings.embedding_view(feat.embedding, feat.dim)
             assert np.array_equal(
                 view.astype(np.float32), reference_embedding(feat.embedding, feat.dim)
             )
@@ -269,16 +269,19 @@ def test_embedding_view_on_every_float16() -> None:
     finite = np.isfinite(every.view("<f2").astype(np.float32))
     for bits in every:
         pair = np.array([0, bits], dtype="<u2").tobytes()
-        got, ref = outcome(codecs.embedding_view, pair, 2), outcome(reference_embedding, pair, 2)
+        got, ref = (
+            outcome(embeddings.embedding_view, pair, 2),
+            outcome(reference_embedding, pair, 2),
+        )
         assert got[0] == ref[0] == ("ok" if finite[bits] else "rejected"), hex(int(bits))
         if got[0] == "rejected":
             assert got == ref
     good = every[finite].tobytes()
     dim = len(good) // 2
     assert np.array_equal(
-        codecs.embedding_from_bytes(good, dim), reference_embedding(good, dim), equal_nan=False
+        embeddings.embedding_from_bytes(good, dim), reference_embedding(good, dim), equal_nan=False
     )
-    view = codecs.embedding_view(good, dim)
+    view = embeddings.embedding_view(good, dim)
     assert view.dtype == np.dtype("<f2") and not view.flags.writeable
 
 
@@ -286,7 +289,7 @@ def test_embedding_view_on_every_float16() -> None:
     ("raw", "dim"), [(b"\x00\x3c" * 4, 3), (b"\x00\x3c" * 4, 5), (b"", 0), (b"\x00", 1)]
 )
 def test_embedding_view_wrong_sizes(raw: bytes, dim: int) -> None:
-    assert outcome(codecs.embedding_view, raw, dim) == outcome(reference_embedding, raw, dim)
+    assert outcome(embeddings.embedding_view, raw, dim) == outcome(reference_embedding, raw, dim)
 
 
 def test_base64_embedding_round_trip() -> None:

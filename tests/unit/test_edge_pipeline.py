@@ -10,7 +10,8 @@ import edge_tinymodel as tiny
 import numpy as np
 import pytest
 
-from broker.codecs import decode_input, embedding_from_bytes
+from broker.codecs import decode_input
+from broker.embeddings import embedding_from_bytes
 from broker.messages import FrameIn
 from broker.topics import StreamRef, frame_topic
 from edge.acks import AckTracker

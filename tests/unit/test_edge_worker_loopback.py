@@ -18,7 +18,8 @@ import pytest
 from helpers import wait_for
 from PIL import Image
 
-from broker.codecs import decode_output, embedding_from_bytes, encode
+from broker.codecs import decode_output, encode
+from broker.embeddings import embedding_from_bytes
 from broker.loopback import LoopbackHub, LoopbackTransport
 from broker.messages import Assignment, Msg, ThresholdControl
 from broker.topics import (
