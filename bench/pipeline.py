@@ -69,11 +69,11 @@ def render_frames(size: int, n: int = 60) -> list[bytes]:
 
 class RawOrt:
     """onnxruntime alone on preprocessed batches, with the worker's own session options
-    (edge.pipeline.load_runner: same file, same settings)."""
+    (edge.runner.load_runner: same file, same settings)."""
 
     def __init__(self, path: Path, frames: list[bytes], batch: int) -> None:
-        from edge.pipeline import load_runner
         from edge.preprocess import preprocess_bytes
+        from edge.runner import load_runner
 
         self.m = load_runner(path)
         self.x = preprocess_bytes(frames[:batch], self.m.spec)

@@ -23,10 +23,8 @@ from edge.pipeline import (
     Pipeline,
     PipelineConfig,
     Runner,
-    bank_builder,
-    load_runner,
-    single_latency_s,
 )
+from edge.runner import bank_builder, load_runner, single_latency_s
 from edge.scoring import Thresholds
 from edge.settings import EdgeSettings
 from edge.teachbook import TeachBook

@@ -9,7 +9,7 @@ from threadpoolctl import threadpool_limits
 
 from broker.transport import Transport
 from edge.modelswitch import ModelWatcher, card_digest, load_model
-from edge.pipeline import batch_fps, load_runner, single_latency_s
+from edge.runner import batch_fps, load_runner, single_latency_s
 from edge.settings import EdgeSettings
 from edge.worker import EdgeWorker
 

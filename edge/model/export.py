@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import gc
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,6 +11,8 @@ import onnx
 import tensorflow as tf
 import tf2onnx
 from onnx import compose
+
+from edge.model.runtime import release_freed_memory
 
 log = logging.getLogger(__name__)
 OPSET = 17
@@ -46,20 +45,10 @@ def export_keras(
         raise ExportError(f"tf2onnx failed to convert {model.name}: {exc}") from exc
     _rename_batch(proto)
     check_and_save(proto, path)
-    release_memory()
+    # tracing and freezing a ResNet-50 leaves several GB of freed heap resident (a quick
+    # build peaked at 14 GB); hand it back so the build's later steps do not stack on it
+    release_freed_memory()
     return proto
-
-
-def release_memory() -> None:
-    """Hand freed heap back to the OS after a conversion.
-
-    Tracing and freezing a ResNet-50 leaves several GB of freed but still resident heap in
-    glibc's arenas (a quick build peaked at 14 GB); ``malloc_trim`` returns it, so the
-    build's later steps do not stack their own memory on top.
-    """
-    gc.collect()
-    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to trim
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def _rename_batch(proto: onnx.ModelProto) -> None:

@@ -105,8 +105,8 @@ def offline_verdicts(model_dir: Path, frames: list[bytes]) -> list[tuple[str, fl
 
     from edge.model.runtime import OnnxModel
     from edge.model.variation_set import VariationSet
-    from edge.pipeline import ModelRunner
     from edge.preprocess import decode_image, preprocess_bytes, resize
+    from edge.runner import ModelRunner
     from edge.scoring import Thresholds, decide
     from edge.variations import VariationBook
 

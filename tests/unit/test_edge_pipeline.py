@@ -17,15 +17,8 @@ from broker.topics import StreamRef, frame_topic
 from edge.acks import AckTracker
 from edge.banks import BankBook
 from edge.model.runtime import ModelLoadError
-from edge.pipeline import (
-    FrameJob,
-    ModelRunner,
-    Pipeline,
-    PipelineConfig,
-    bank_builder,
-    load_runner,
-    single_latency_s,
-)
+from edge.pipeline import FrameJob, Pipeline, PipelineConfig
+from edge.runner import ModelRunner, bank_builder, load_runner, single_latency_s
 from edge.scoring import Thresholds
 from edge.thresholds import ThresholdBook
 
