@@ -8,21 +8,19 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
 
 from broker import topics
 from broker.codecs import Rejected, dead_letter, decode_output
-from broker.messages import Alert
 from broker.transport import Inbound, Transport, topic_matches
-from services.store import alerts, repo
-from services.store import schema as s
+from services.store import repo
+from services.store.batchwrite import Prepared, is_transient, write_prepared
 from services.store.deadletters import dead_letter_row, store_dead_letter
 from services.store.fence import EpochFence
-from services.store.repo import Row
 from services.store.rows import Planned, plan
 from services.store.rows_teach import plan_teach
 
@@ -64,29 +62,6 @@ def topics_for(site: str | None = None) -> tuple[str, ...]:
     )
 
 
-# Write order inside one transaction (assignments first: they fence the results after them).
-_ORDER = (
-    "assignments",
-    "assignment_streams",
-    "workers",
-    "worker_status_events",
-    "defect_families",
-    "family_events",
-    "evidence",
-    "frames",
-    "frame_families",
-    "sensor_readings",
-    "sensor_anomalies",
-    "gaps",
-    "alert_source_events",
-    "threshold_changes",
-    "feedback_results",
-    "teach_changes",
-    "dispatch_decisions",
-    "dead_letters",
-)
-
-
 @dataclass
 class Item:
     """One delivered message on its way to SQL."""
@@ -97,47 +72,6 @@ class Item:
     @property
     def rows(self) -> int:
         return max(1, self.planned.row_count)
-
-
-@dataclass
-class Prepared:
-    """A batch after fencing: rows per table, the alerts to ingest, and stale rejections."""
-
-    rows: dict[str, list[Row]] = field(default_factory=dict)
-    alerts: list[Alert] = field(default_factory=list)
-    stale: int = 0
-
-
-def is_transient(exc: BaseException) -> bool:
-    """A lost connection, a lock timeout or a deadlock: retry the same batch later."""
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-        return True
-    return isinstance(exc, OperationalError | InterfaceError)
-
-
-def write_prepared(conn: Connection, prep: Prepared) -> None:
-    """Write a prepared batch on ``conn`` (inside the caller's transaction)."""
-    writers: dict[str, Callable[[Connection, list[Row]], None]] = {
-        "frames": repo.insert_frames,
-        "frame_families": repo.record_frame_families,
-        "evidence": repo.insert_evidence,
-        "workers": repo.upsert_workers,
-        "defect_families": repo.upsert_families,
-        "assignments": lambda c, r: repo.insert_ignore(c, s.T_ASSIGNMENTS, r),
-        "assignment_streams": lambda c, r: repo.insert_ignore(c, s.T_ASSIGNMENT_STREAMS, r),
-        "gaps": repo.insert_gaps,  # after "frames": a seq stored as a frame is not a gap too
-    }
-    for table in _ORDER:
-        rows = prep.rows.get(table)
-        if not rows:
-            continue
-        fn = writers.get(table)
-        if fn is not None:
-            fn(conn, rows)
-        else:
-            repo.insert_ignore(conn, repo.APPEND_TABLES[table], rows)
-    if prep.alerts:  # after alert_source_events: dedup/cooldown/suppression into alert rows
-        alerts.ingest(conn, prep.alerts)
 
 
 class StoreWriter:

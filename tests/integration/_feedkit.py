@@ -17,8 +17,8 @@ from PIL import Image
 from sqlalchemy import Engine
 
 from broker.messages import Alert, Msg, utcnow
+from services.store.batchwrite import Prepared, write_prepared
 from services.store.rows import plan
-from services.store.writer import Prepared, write_prepared
 
 
 def jpeg(color: tuple[int, int, int] = (200, 30, 30)) -> bytes:

@@ -25,9 +25,9 @@ from services.dispatcher.settings import DispatchSettings
 from services.feed import auth
 from services.feed.app import create_app
 from services.feed.settings import FeedSettings
+from services.store.batchwrite import Prepared, write_prepared
 from services.store.engine import make_engine, upgrade
 from services.store.rows import plan
-from services.store.writer import Prepared, write_prepared
 
 pytestmark = pytest.mark.integration
 

@@ -32,11 +32,11 @@ from broker.teach_messages import FeedbackResult, TeachState
 from edge.evidence import thumbnail
 from services.store import schema as s
 from services.store import teach_queries as tq
+from services.store.batchwrite import Prepared, write_prepared
 from services.store.engine import make_engine, upgrade
 from services.store.leadership import Leadership
 from services.store.rows import plan
 from services.store.rows_teach import plan_teach
-from services.store.writer import Prepared, write_prepared
 
 pytestmark = pytest.mark.integration
 DOC = Path(__file__).resolve().parents[2] / "docs" / "sql.md"

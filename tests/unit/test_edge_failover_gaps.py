@@ -24,10 +24,10 @@ from edge.gaps import GapTracker, Missing, SeqStatus
 from services.dispatcher.sqlstore import SqlAssignments
 from services.store import repo
 from services.store import schema as s
+from services.store.batchwrite import Prepared, write_prepared
 from services.store.engine import make_engine
 from services.store.resume import accounted_top
 from services.store.rows import plan
-from services.store.writer import Prepared, write_prepared
 
 pytestmark = pytest.mark.unit
 

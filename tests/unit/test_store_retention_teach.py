@@ -12,11 +12,11 @@ from store_support import T0, migrated_sqlite
 
 from broker.teach_messages import FeedbackResult
 from services.store import schema_teach as st
+from services.store.batchwrite import Prepared, write_prepared
 from services.store.engine import make_engine
 from services.store.retention import Retention
 from services.store.rows_teach import plan_teach
 from services.store.settings import StoreSettings
-from services.store.writer import Prepared, write_prepared
 
 pytestmark = pytest.mark.unit
 
