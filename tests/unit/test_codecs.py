@@ -791,27 +791,6 @@ def test_dead_letter_sanitises() -> None:
     assert decode_output(topics.dead_letter_topic("bad_comp__"), encode(letter)) == letter
 
 
-def test_embeddings() -> None:
-    vec = np.random.default_rng(1).normal(size=2048).astype(np.float32)
-    data = embeddings.embedding_to_bytes(vec)
-    assert len(data) == 4096 and data[:2] == np.float16(vec[0]).astype("<f2").tobytes()
-    back = embeddings.embedding_from_bytes(data, 2048)
-    assert back.dtype == np.float32 and back.shape == (2048,)
-    assert np.allclose(back, vec, rtol=1e-3, atol=1e-3)
-    back[0] = 5.0  # a writable copy
-    big = embeddings.embedding_from_bytes(embeddings.embedding_to_bytes(np.array([1e6, -1e6])), 2)
-    assert list(big) == [65504.0, -65504.0]
-    with pytest.raises(ValueError):
-        embeddings.embedding_to_bytes(np.array([1.0, np.nan]))
-    for raw, dim in ((data, 2047), (data[:-1], 2048), (b"", 0)):
-        with pytest.raises(Rejected) as info:
-            embeddings.embedding_from_bytes(raw, dim)
-        assert info.value.reason == "wrong_dimension"
-    with pytest.raises(Rejected) as info:
-        embeddings.embedding_from_bytes(np.array([1, np.inf], dtype="<f2").tobytes(), 2)
-    assert info.value.reason == "bad_value"
-
-
 def test_speed() -> None:
     """Gross-regression guard: measured ~50 µs / ~5 µs / ~50 µs; bounds leave 5x+ headroom
     because unit tests share a loaded 2-core host (the real numbers live in bench/)."""
@@ -856,7 +835,7 @@ def test_contract_lists_every_reason_code() -> None:
     table = CONTRACT[CONTRACT.index("| reason | meaning |") :]
     documented = set(re.findall(r"^\| `([a-z_]+)` \|", table, re.M))
     raised = {"bad_topic", "bad_id"}  # from broker.topics
-    for module in ("codecs", "images", "strictjson"):
+    for module in ("codecs", "embeddings", "images", "strictjson"):
         source = (ROOT / "broker" / f"{module}.py").read_text()
         raised |= set(re.findall(r'(?:Rejected|ImageError|JsonError)\(\s*"([a-z_]+)"', source))
     assert raised - documented == set()
