@@ -9,7 +9,7 @@ from broker.messages import Assignment, DispatchDecision
 from broker.topics import StreamRef, TopicError
 from services.dispatcher.settings import DispatchSettings
 from services.store import repo
-from services.store.engine import make_engine, require_head
+from services.store.engine import make_engine, require_head, writer
 from services.store.leadership import Leadership
 from services.store.resume import last_accounted_seqs
 
@@ -50,7 +50,7 @@ class SqlAssignments:
         self, assignments: list[Assignment], decision: DispatchDecision, reason: str
     ) -> None:
         """One transaction: the changed assignments and the decision (both idempotent)."""
-        with self.engine.begin() as conn:
+        with writer(self.engine).begin() as conn:
             for a in assignments:
                 repo.record_assignment(
                     conn,

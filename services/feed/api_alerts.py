@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.feed.auth import Operator, Reader
-from services.feed.deps import ID_PATTERN, AlertId, engine_of, image_response
+from services.feed.deps import ID_PATTERN, AlertId, engine_of, image_response, writer_of
 from services.feed.errors import ApiError
 from services.store import alert_ops as ops
 from services.store import alerts as al
@@ -127,7 +127,7 @@ def alert_image(request: Request, alert_id: AlertId, _who: Reader) -> Response:
 
 def _act(request: Request, alert_id: int, action: str, actor: str, **kw: Any) -> dict[str, Any]:
     try:
-        with engine_of(request).begin() as conn:
+        with writer_of(request).begin() as conn:
             alert = ops.act(conn, alert_id, action, actor, **kw)
     except al.AlertNotFound:
         raise ApiError(404, "not_found", f"no alert {alert_id}") from None
@@ -140,7 +140,7 @@ def _act(request: Request, alert_id: int, action: str, actor: str, **kw: Any) ->
 @router.post("/alerts/bulk/ack")
 def bulk_ack(request: Request, who: Operator, body: BulkAckBody) -> dict[str, Any]:
     """Acknowledge many alerts; the ones that cannot be acknowledged say why."""
-    with engine_of(request).begin() as conn:
+    with writer_of(request).begin() as conn:
         done, skipped = ops.bulk_acknowledge(conn, body.ids, who.name, note=body.note)
     request.app.state.metrics.actions.labels("acknowledge").inc(len(done))
     return {"acknowledged": done, "skipped": {str(k): v for k, v in skipped.items()}}
@@ -197,7 +197,7 @@ def add_suppression(request: Request, who: Operator, body: SuppressionBody) -> d
         kind=body.kind,
     )
     try:
-        with engine_of(request).begin() as conn:
+        with writer_of(request).begin() as conn:
             sup_id = ops.add_suppression(conn, window, reason=body.reason, actor=who.name)
     except al.LifecycleError as exc:
         raise ApiError(422, exc.reason, exc.detail) from None
@@ -222,7 +222,7 @@ def list_suppressions(request: Request, _who: Reader, all: bool = False) -> dict
 
 @router.delete("/suppressions/{sup_id}")
 def cancel_suppression(request: Request, who: Operator, sup_id: AlertId) -> dict[str, Any]:
-    with engine_of(request).begin() as conn:
+    with writer_of(request).begin() as conn:
         if not ops.cancel_suppression(conn, sup_id, who.name):
             raise ApiError(404, "not_found", f"no current suppression {sup_id}")
     return {"id": sup_id, "cancelled_by": who.name}

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from broker import topics
 from broker.messages import FamilyControl, utcnow
 from services.feed.auth import Operator, Reader
-from services.feed.deps import ID_PATTERN, engine_of, publish
+from services.feed.deps import ID_PATTERN, engine_of, publish, writer_of
 from services.feed.errors import ApiError
 from services.store import queries
 
@@ -68,7 +68,7 @@ def patch_family(
 ) -> dict[str, Any]:
     """Record the change in SQL and ask the clustering service to apply it (over MQTT)."""
     request_id = f"feed-{uuid.uuid4().hex}"
-    with engine_of(request).begin() as conn:
+    with writer_of(request).begin() as conn:
         op, args = _check(conn, family, body)
         queries.record_curation(
             conn, family, op, who.name, request_id, name=args.get("name"), into=args.get("into")

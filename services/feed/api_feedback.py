@@ -16,7 +16,7 @@ from broker.teach_messages import FeedbackControl, TeachTarget
 from broker.topics import StreamRef
 from services.feed.api_cameras import camera_ref
 from services.feed.auth import Operator, Reader
-from services.feed.deps import ID_PATTERN, engine_of, image_response, publish
+from services.feed.deps import ID_PATTERN, engine_of, image_response, publish, writer_of
 from services.feed.errors import ApiError
 from services.store import teach_queries as tq
 
@@ -65,7 +65,7 @@ def give_feedback(request: Request, who: Operator, body: FeedbackBody) -> dict[s
         except tq.FrameNotFound as exc:
             raise ApiError(404, "not_found", str(exc)) from None
     ref = camera_ref(frame["stream"])
-    with engine_of(request).begin() as conn:
+    with writer_of(request).begin() as conn:
         fid = tq.add_feedback(
             conn,
             {
@@ -143,7 +143,7 @@ def approve(request: Request, who: Operator, feedback_id: int = FeedbackId) -> d
         raise ApiError(409, "not_held", f"feedback {feedback_id} is {item['status']}")
     if item["actor"] == who.name:
         raise ApiError(409, "second_operator", "a held mark needs another operator")
-    with engine_of(request).begin() as conn:
+    with writer_of(request).begin() as conn:
         tq.approve(conn, feedback_id, who.name, now)
     ref = camera_ref(item["stream"])
     ctl = FeedbackControl(

@@ -35,6 +35,7 @@ from services.feed.tickets import TicketBook
 from services.store import alert_ops as ops
 from services.store import alerts as al
 from services.store import queries
+from services.store.engine import writer
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +85,7 @@ def create_app(
 
         engine = make_engine(settings.db_url)
     metrics = FeedMetrics()
-    escalator = Escalator(engine, settings, metrics)
+    escalator = Escalator(writer(engine), settings, metrics)
     hub = StreamHub(
         engine,
         poll_s=settings.feed_poll_ms / 1000.0,

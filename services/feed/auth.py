@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 
 from services.feed.errors import ApiError
 from services.store import queries
+from services.store.engine import writer
 
 ROLES = ("viewer", "operator")
 PREFIX = "lwt_"
@@ -36,7 +37,7 @@ def create(engine: Engine, role: str, name: str) -> str:
     if role not in ROLES:
         raise ValueError(f"role must be one of {ROLES}")
     token = new_token()
-    with engine.begin() as conn:
+    with writer(engine).begin() as conn:
         queries.create_token(conn, token, role, name)
     return token
 

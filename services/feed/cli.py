@@ -52,6 +52,7 @@ def main(argv: list[str]) -> int:
 def _token(args: argparse.Namespace, engine: object) -> int:
     from services.feed import auth
     from services.store import queries
+    from services.store.engine import writer
 
     if args.tcmd == "create":
         name = args.name or f"{args.role}-{auth.new_token()[4:12]}"
@@ -61,7 +62,7 @@ def _token(args: argparse.Namespace, engine: object) -> int:
         print(auth.create(engine, args.role, name))  # type: ignore[arg-type]
         print(f"created {args.role} token for {name!r}; it is shown only now", file=sys.stderr)
         return 0
-    with engine.begin() as conn:  # type: ignore[attr-defined]
+    with writer(engine).begin() as conn:  # type: ignore[arg-type]
         if args.tcmd == "list":
             for t in queries.list_tokens(conn):
                 state = "revoked" if t["revoked_at"] else "active"

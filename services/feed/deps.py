@@ -12,6 +12,7 @@ from broker import images
 from broker.codecs import encode
 from broker.messages import Msg
 from services.feed.errors import ApiError
+from services.store.engine import writer
 
 ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 ID_RE = re.compile(ID_PATTERN)
@@ -21,6 +22,11 @@ AlertId = Annotated[int, Path(ge=1, le=2**62, description="alert id")]
 def engine_of(request: Request) -> Engine:
     engine: Engine = request.app.state.engine
     return engine
+
+
+def writer_of(request: Request) -> Engine:
+    """The engine for a transaction that writes (services/store/engine.py ``writer``)."""
+    return writer(engine_of(request))
 
 
 def publish(request: Request, topic: str, msg: Msg) -> None:

@@ -110,6 +110,18 @@ def run(settings: StoreSettings, engine: Engine, *, stats_json: bool = False) ->
             daemon=True,
             args=(Retention(engine, settings), stop, settings.retention_interval_s),
         ).start()
+    if settings.store_sweep_interval_s > 0:
+        from services.store.sweep import HoleSweep, sweep_loop
+
+        sweep = HoleSweep(
+            engine, name, grace_s=settings.store_sweep_grace_s, site=settings.store_site
+        )
+        threading.Thread(
+            target=sweep_loop,
+            name="store-sweep",
+            daemon=True,
+            args=(sweep, stop, settings.store_sweep_interval_s),
+        ).start()
     while not stop.wait(settings.keepalive_s):
         st = writer.stats()
         liveness.heartbeat(queue_depth=st.get("pending", 0))

@@ -38,6 +38,18 @@ def normalize_url(url: str) -> URL:
     return parsed
 
 
+WRITE = "linewatch_write"  # execution option: this transaction will write (see ``writer``)
+
+
+def writer(engine: Engine) -> Engine:
+    """``engine`` (same pool) for transactions that write: on SQLite they take the write lock
+    at ``BEGIN IMMEDIATE``. A deferred transaction that reads and then writes fails at once
+    with "database is locked" when another process (the store) commits between its read and
+    its write: SQLite cannot upgrade a stale snapshot, and the busy timeout does not apply to
+    that. An immediate one waits on the busy timeout instead. Postgres: unchanged."""
+    return engine.execution_options(**{WRITE: True})
+
+
 def make_engine(
     url: str,
     *,
@@ -85,7 +97,8 @@ def _sqlite_engine(url: URL, sync: str, busy_ms: int, immediate: bool, **kwargs:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        write = immediate or conn.get_execution_options().get(WRITE, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
     return engine
 

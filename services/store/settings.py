@@ -19,6 +19,10 @@ class StoreSettings(CommonSettings):
     sqlite_synchronous: str = Field(default="FULL", pattern=r"^(?i:OFF|NORMAL|FULL|EXTRA)$")
     sqlite_busy_timeout_ms: int = Field(default=10_000, ge=0, le=600_000)
     evidence_max_bytes: int = Field(default=512 * 1024, ge=1024)
+    # the hole sweep (services/store/sweep.py): seqs no verdict or gap covers become
+    # `undelivered` gaps once a frame decided `grace` seconds ago follows them; 0: off
+    store_sweep_interval_s: float = Field(default=30.0, ge=0)
+    store_sweep_grace_s: float = Field(default=60.0, ge=1.0)
 
     retention_frames_days: float = Field(default=90, gt=0)
     retention_readings_days: float = Field(default=30, gt=0)

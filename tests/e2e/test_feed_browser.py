@@ -47,7 +47,11 @@ def test_new_alert_appears_live_and_ack_records_the_actor(
             expect(row).to_have_count(1, timeout=30_000)  # arrived over SSE, no reload
             expect(row.locator(".status")).to_have_text("active")
             row.locator("button.ack").click()
-            expect(row.locator(".status")).to_have_text("acknowledged", timeout=10_000)
+            try:
+                expect(row.locator(".status")).to_have_text("acknowledged", timeout=10_000)
+            except AssertionError as exc:  # the page says why an action failed: show it
+                msg = page.locator("#msg").text_content()
+                raise AssertionError(f"page message {msg!r}: {exc}") from None
             expect(row.locator(".ackby")).to_have_text(feed_stack.token_name)
             row.locator(".comment-text").fill("checking the fixture")
             # the alert changes while the operator types (here: assigned by someone else);
