@@ -13,9 +13,10 @@ checker, adapted to a history that may record gaps):
   order: ``lost_prefix`` (before the first accounted frame), ``lost_postfix`` (after the
   last one: often "not arrived yet", so tests wait on ``complete``), ``lost_middle``;
 - ``stored_and_gapped``: seqs with a verdict row AND inside a gap (an account kept twice),
-  except ``late_after_gap``: stored seqs inside a ``missing`` or ``undelivered`` gap, the
-  one case the contract allows (a frame arriving after its reorder timeout, or after the
-  store's hole sweep, is still inspected, docs/contract.md 8.1); a test allows it by naming
+  except ``late_after_gap``: stored seqs inside a ``missing`` or ``undelivered`` gap (a
+  frame inspected after its reorder timeout or the store's hole sweep). The store narrows
+  such a gap when the verdict lands (docs/contract.md 8.1), so a history shows it only for
+  a gap recorded over an hour before its verdict; a test allows it by naming
   ``"late_after_gap"`` among the allowed gaps.
 
 ``ok(allowed_gaps)`` is the pass rule of the fault tests: nothing lost, duplicated,

@@ -11,7 +11,7 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from broker.messages import Alert
-from services.store import alerts, repo
+from services.store import alerts, gaps, repo
 from services.store import schema as s
 from services.store.repo import Row
 
@@ -54,17 +54,23 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, OperationalError | InterfaceError)
 
 
+def _frames(conn: Connection, rows: list[Row]) -> None:
+    """Verdict rows; gap rows recorded earlier for their seqs are narrowed (a verdict wins)."""
+    repo.insert_frames(conn, rows)
+    gaps.narrow_under_frames(conn, rows)
+
+
 def write_prepared(conn: Connection, prep: Prepared) -> None:
     """Write a prepared batch on ``conn`` (inside the caller's transaction)."""
     writers: dict[str, Callable[[Connection, list[Row]], None]] = {
-        "frames": repo.insert_frames,
+        "frames": _frames,
         "frame_families": repo.record_frame_families,
         "evidence": repo.insert_evidence,
         "workers": repo.upsert_workers,
         "defect_families": repo.upsert_families,
         "assignments": lambda c, r: repo.insert_ignore(c, s.T_ASSIGNMENTS, r),
         "assignment_streams": lambda c, r: repo.insert_ignore(c, s.T_ASSIGNMENT_STREAMS, r),
-        "gaps": repo.insert_gaps,  # after "frames": a seq stored as a frame is not a gap too
+        "gaps": gaps.insert_gaps,  # after "frames": a seq stored as a frame is not a gap too
     }
     for table in _ORDER:
         rows = prep.rows.get(table)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -349,88 +348,3 @@ APPEND_TABLES: dict[str, Table] = {
     "feedback_results": teach_schema.T_FEEDBACK_RESULTS,
     "teach_changes": teach_schema.T_TEACH_CHANGES,
 }
-
-
-# ---- gaps: a seq is stored or recorded as a gap, never both ---------------------------------
-
-NARROWED_REASONS = ("missing", "failover")  # range gaps that may overlap stored frames
-KEY_CHECK_MAX = 20_000  # a gap up to this many seqs is checked by frame key (unique index)
-_KEY_LEN = 600
-
-
-def gap_frame_prefix(row: Mapping[str, Any]) -> str | None:
-    """``{stream}#{pub_epoch}:`` of the frames a sequenced gap row covers, from its key.
-
-    Edge gap keys start with it: ``{stream}#{pe}:{seq}!{reason}`` (one frame),
-    ``{stream}#{pe}:gap:{from}-{to}`` (missing), ``{stream}#{pe}:failover:{from}-{to}``."""
-    key, stream = str(row["gap_key"]), str(row["stream"])
-    if row.get("from_seq") is None or row.get("to_seq") is None:
-        return None
-    m = re.match(re.escape(stream) + r"#(\d+):", key)
-    return f"{stream}#{m.group(1)}:" if m else None
-
-
-def gap_pieces(lo: int, hi: int, stored: Iterable[int]) -> list[tuple[int, int]]:
-    """The sub-ranges of ``lo..hi`` (inclusive) without a stored seq (pure)."""
-    out, start = [], lo
-    for seq in sorted({x for x in stored if lo <= x <= hi}):
-        if seq > start:
-            out.append((start, seq - 1))
-        start = seq + 1
-    if start <= hi:
-        out.append((start, hi))
-    return out
-
-
-def stored_seqs(conn: Connection, stream: str, prefix: str, lo: int, hi: int) -> set[int]:
-    """Seqs ``lo..hi`` of one publisher epoch (``prefix``) that have a stored frame."""
-    f = s.T_FRAMES
-    out: set[int] = set()
-    if hi - lo + 1 <= KEY_CHECK_MAX:
-        for start in range(lo, hi + 1, CHUNK):
-            keys = [f"{prefix}{q}" for q in range(start, min(hi, start + CHUNK - 1) + 1)]
-            for (key,) in conn.execute(select(f.c.frame_key).where(f.c.frame_key.in_(keys))):
-                out.add(int(str(key)[len(prefix) :]))
-        return out
-    q = select(f.c.frame_key, f.c.seq).where(f.c.stream == stream, f.c.seq.between(lo, hi))
-    rows: list[Any] = list(conn.execute(q))
-    out.update(int(seq) for key, seq in rows if str(key).startswith(prefix) and seq is not None)
-    return out
-
-
-def narrow_gap(conn: Connection, row: Row) -> list[Row]:
-    """A gap row minus the seqs already stored as frames (in this transaction too).
-
-    Unchanged when nothing overlaps; otherwise one row per remaining piece, keyed
-    ``{gap_key}@{from}-{to}`` (nothing when every seq is stored). A gap whose own key is
-    already recorded (a redelivery) adds nothing."""
-    prefix = gap_frame_prefix(row)
-    if prefix is None or row["reason"] not in NARROWED_REASONS:
-        return [row]
-    lo, hi = int(row["from_seq"]), int(row["to_seq"])
-    if hi < lo:
-        return [row]
-    stored = stored_seqs(conn, str(row["stream"]), prefix, lo, hi)
-    if not stored:
-        return [row]
-    g = s.T_GAPS
-    if conn.execute(select(g.c.id).where(g.c.gap_key == row["gap_key"])).first() is not None:
-        return []
-    return [
-        {
-            **row,
-            "gap_key": f"{row['gap_key']}@{a}-{b}"[:_KEY_LEN],
-            "from_seq": a,
-            "to_seq": b,
-            "count": b - a + 1,
-        }
-        for a, b in gap_pieces(lo, hi, stored)
-    ]
-
-
-def insert_gaps(conn: Connection, rows: Sequence[Row]) -> None:
-    """Gap rows, each narrowed to the seqs not stored as frames, then inserted idempotently."""
-    out: list[Row] = []
-    for row in rows:
-        out.extend(narrow_gap(conn, row))
-    insert_ignore(conn, s.T_GAPS, out)

@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import Engine, and_, select
 
 from broker.messages import utcnow
-from services.store import repo
+from services.store import gaps, repo
 from services.store import schema as s
 
 log = logging.getLogger(__name__)
@@ -129,7 +129,7 @@ class HoleSweep:
     ) -> list[repo.Row]:
         """Gap rows for the seqs of ``a..b`` neither stored (anywhere in the table) nor
         inside a gap row of the same publisher epoch."""
-        covered = repo.stored_seqs(conn, str(ref["stream"]), prefix, a, b)
+        covered = gaps.stored_seqs(conn, str(ref["stream"]), prefix, a, b)
         g = s.T_GAPS
         spans = conn.execute(
             select(g.c.from_seq, g.c.to_seq).where(
@@ -141,7 +141,7 @@ class HoleSweep:
         for lo, hi in spans:
             covered.update(range(max(a, int(lo)), min(b, int(hi)) + 1))
         out = []
-        for x, y in repo.gap_pieces(a, b, covered):
+        for x, y in gaps.gap_pieces(a, b, covered):
             out.append(
                 {
                     "gap_key": f"{prefix}{REASON}:{x}-{y}",

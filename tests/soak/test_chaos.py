@@ -85,6 +85,21 @@ def _histories(s: Stack, db: str) -> dict[str, History]:
     return out
 
 
+def _twice(db: str, cam: str) -> list[dict[str, Any]]:
+    """Seqs of ``cam`` with a verdict row and inside a gap row: both rows, for the report."""
+    frames = _sql(db, "SELECT seq, worker, epoch, decided_at, stored_at FROM frames "
+                  "WHERE stream = %s", cam)  # fmt: skip
+    gaps = _sql(db, "SELECT gap_key, reason, from_seq, to_seq, worker, epoch, ts FROM gaps "
+                "WHERE stream = %s AND from_seq IS NOT NULL", cam)  # fmt: skip
+    out = []
+    for seq, worker, epoch, decided, stored in frames:
+        for key, reason, lo, hi, gworker, gepoch, ts in gaps:
+            if lo <= seq <= hi:
+                out.append({"seq": seq, "frame": [worker, epoch, decided, stored],
+                            "gap": [key, reason, gworker, gepoch, ts]})  # fmt: skip
+    return out[:50]
+
+
 def _total(hs: dict[str, History]) -> dict[str, Any]:
     keys = ("published", "stored", "gapped", "lost", "duplicated", "unexpected",
             "stored_and_gapped", "late_after_gap")  # fmt: skip
@@ -134,6 +149,7 @@ def test_chaos_soak(stack: Stack) -> None:
     problems = {cam: h.problems(ALLOWED | {"late_after_gap"}) for cam, h in last.items()}
     problems = {cam: p for cam, p in problems.items() if p}
     dead = dict(_sql(db, "SELECT reason, count(*) FROM dead_letters GROUP BY reason"))
+    twice = {cam: _twice(db, cam) for cam in problems}
     counts: dict[str, int] = {}
     for e in s.events:
         counts[e["fault"]] = counts.get(e["fault"], 0) + 1
@@ -152,11 +168,14 @@ def test_chaos_soak(stack: Stack) -> None:
         "drain_s": round(time.monotonic() - drained_at, 1),
         "run_s": round(time.monotonic() - started, 1),
         "problems": problems,
+        "accounted_twice": twice,
         "pass": done and not problems and len(s.events) > 0,
     }
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(summary, indent=2, default=str))
-    print(json.dumps({k: v for k, v in summary.items() if k not in ("events", "host")}))
+    print(
+        json.dumps({k: v for k, v in summary.items() if k not in ("events", "host")}, default=str)
+    )
     assert s.events, "no fault was injected"
     assert done, f"frames still unaccounted after 300 s: {total}"
     assert not problems, problems

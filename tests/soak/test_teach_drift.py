@@ -95,7 +95,7 @@ class Rig:
 
         def stored() -> list[Any] | None:
             with self.engine.connect() as conn:
-                q = select(f.c.id, f.c.frame_key, f.c.verdict, f.c.novelty_score)
+                q = select(f.c.id, f.c.frame_key, f.c.verdict, f.c.novelty_score, f.c.defect_score)
                 rows = list(conn.execute(q.where(f.c.frame_key.in_(keys))).mappings())
             return rows if len(rows) == len(keys) else None
 
@@ -208,6 +208,25 @@ def test_marks_bring_drifted_false_alarms_back_and_keep_recall(rig: Rig) -> None
         "recall_ratio": recall_after / recall_before if recall_before else None,
         "novelty_threshold_after": teach[0]["novelty_threshold"] if teach else None,
         "teach_versions": len(teach),
+    }
+    import collections
+
+    def br(rows):
+        return dict(collections.Counter(r["verdict"] for r in rows))
+
+    report["dbg"] = {
+        "before": br(defects),
+        "untaught": br(untaught),
+        "after": br(late),
+        "good": br(good),
+        "drift": br(drifted),
+        "window2": br(window[WINDOW:]),
+        "d_before": float(np.mean([r["defect_score"] for r in defects])),
+        "d_untaught": float(np.mean([r["defect_score"] for r in untaught])),
+        "n_before": float(np.median([r["novelty_score"] for r in defects])),
+        "n_untaught": float(np.median([r["novelty_score"] for r in untaught])),
+        "n_good": float(np.quantile([r["novelty_score"] for r in good], 0.99)),
+        "n_drift": float(np.quantile([r["novelty_score"] for r in drifted], 0.99)),
     }
     print("TEACH_DRIFT " + json.dumps(report))
     assert fpr_drift > fpr_before, report

@@ -22,7 +22,7 @@ from broker.transport import Inbound
 from edge.assignment import AssignmentState
 from edge.gaps import GapTracker, Missing, SeqStatus
 from services.dispatcher.sqlstore import SqlAssignments
-from services.store import repo
+from services.store import gaps, repo
 from services.store import schema as s
 from services.store.batchwrite import Prepared, write_prepared
 from services.store.engine import make_engine
@@ -264,20 +264,20 @@ def _gaps(engine: Engine) -> list[tuple[str, int, int, int]]:
 
 
 def test_gap_pieces() -> None:
-    assert repo.gap_pieces(5, 9, []) == [(5, 9)]
-    assert repo.gap_pieces(5, 9, [5, 7, 12]) == [(6, 6), (8, 9)]
-    assert repo.gap_pieces(5, 9, range(5, 10)) == []
+    assert gaps.gap_pieces(5, 9, []) == [(5, 9)]
+    assert gaps.gap_pieces(5, 9, [5, 7, 12]) == [(6, 6), (8, 9)]
+    assert gaps.gap_pieces(5, 9, range(5, 10)) == []
 
 
 def test_failover_gap_is_narrowed_to_seqs_not_stored(engine: Engine) -> None:
     k = cam().key
     _frames(engine, range(0, 6))  # the old owner's verdicts, stored after the decision
     with engine.begin() as c:
-        repo.insert_gaps(c, [_gap_row(f"{k}#0:failover:3-8", 3, 8)])
-        repo.insert_gaps(c, [_gap_row(f"{k}#0:failover:3-8", 3, 8)])  # redelivered
-        repo.insert_gaps(c, [_gap_row(f"{k}#0:5!failover", 5, 5)])  # a stored frame
-        repo.insert_gaps(c, [_gap_row(f"{k}#0:gap:20-21", 20, 21, "missing")])  # no overlap
-        repo.insert_gaps(c, [_gap_row(f"{k}#1:failover:3-4", 3, 4)])  # another pub epoch
+        gaps.insert_gaps(c, [_gap_row(f"{k}#0:failover:3-8", 3, 8)])
+        gaps.insert_gaps(c, [_gap_row(f"{k}#0:failover:3-8", 3, 8)])  # redelivered
+        gaps.insert_gaps(c, [_gap_row(f"{k}#0:5!failover", 5, 5)])  # a stored frame
+        gaps.insert_gaps(c, [_gap_row(f"{k}#0:gap:20-21", 20, 21, "missing")])  # no overlap
+        gaps.insert_gaps(c, [_gap_row(f"{k}#1:failover:3-4", 3, 4)])  # another pub epoch
     assert _gaps(engine) == [
         (f"{k}#1:failover:3-4", 3, 4, 2),
         (f"{k}#0:failover:3-8@6-8", 6, 8, 3),
@@ -302,7 +302,7 @@ def test_last_accounted_seqs_for_the_dispatcher(engine: Engine, tmp_path: Path) 
     other = cam(name="cam2").key
     _frames(engine, range(0, 4))
     with engine.begin() as c:
-        repo.insert_gaps(c, [_gap_row(f"{k}#0:gap:4-6", 4, 6, "missing")])
+        gaps.insert_gaps(c, [_gap_row(f"{k}#0:gap:4-6", 4, 6, "missing")])
     store = SqlAssignments(str(engine.url))
     try:
         assert store.last_seqs([k, other, "not a stream"]) == {k: 6}  # other: no history

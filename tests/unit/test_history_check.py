@@ -10,7 +10,7 @@ from history import GapRow, PublisherLog, assert_ok, check, check_log, engine_ro
 from sqlalchemy import Engine, text
 from store_support import cam, gap, migrated_sqlite, verdict
 
-from services.store import repo
+from services.store import gaps, repo
 from services.store.engine import make_engine
 from services.store.rows import plan
 
@@ -40,7 +40,7 @@ def stored(tmp_path: Path) -> tuple[Engine, Path, PublisherLog]:
             repo.insert_frames(c, p.rows["frames"])
         g = plan(gap(C, 7, 9, reason="failover"))
         assert g is not None
-        repo.insert_gaps(c, g.rows["gaps"])
+        gaps.insert_gaps(c, g.rows["gaps"])
     return engine, Path(url.removeprefix("sqlite:///")), log
 
 

@@ -11,7 +11,7 @@ from sqlalchemy import Engine, select
 from store_support import T0, cam, migrated_sqlite, verdict
 
 from broker.messages import Gap
-from services.store import repo
+from services.store import gaps, repo
 from services.store import schema as s
 from services.store.engine import make_engine
 from services.store.rows import plan
@@ -53,7 +53,7 @@ def _gap(engine: Engine, a: int, b: int, reason: str = "missing") -> None:
     p = plan(g)
     assert p is not None
     with engine.begin() as c:
-        repo.insert_gaps(c, p.rows["gaps"])
+        gaps.insert_gaps(c, p.rows["gaps"])
 
 
 def _gaps(engine: Engine) -> list[tuple[str, int, int, str]]:
