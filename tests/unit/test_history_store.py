@@ -187,3 +187,25 @@ def test_export_writes_disjoint_splits_or_says_what_is_missing(
     assert (tmp_path / "t1" / MANIFEST).is_file()
     with pytest.raises(HistoryError, match="not empty"):
         export_history(engine, tmp_path / "t1", camera=CAM.key)
+
+
+def test_cli_names_what_history_is_missing(
+    engine: Engine, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from services.model_cli import main
+
+    url = str(engine.url)
+    store_history(
+        engine, CAM, [Stored(f"g{i}", T0 + timedelta(minutes=i), _px(i)) for i in range(3)]
+    )
+    out = str(tmp_path / "cand")
+    base = ["train", "--from-history", "--db-url", url, "--out", out]
+    assert main(base) == 1
+    assert "exactly one of --camera" in capsys.readouterr().err
+    assert main([*base, "--camera", CAM.key]) == 1
+    err = capsys.readouterr().err
+    assert "too little history" in err and "3 good frames (need 20" in err
+    assert main([*base, "--camera", CAM.key, "--data", str(tmp_path)]) == 1
+    assert "exclude each other" in capsys.readouterr().err
+    assert main(["train", "--profile", "test"]) == 1
+    assert "name --data DIR" in capsys.readouterr().err
