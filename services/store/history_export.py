@@ -1,6 +1,6 @@
 """Stored history as a training tree: split by time (each kind's newest frames held out, never
 trained on) and written as ``train/<label>/`` and ``heldout/<label>/`` PNGs plus a manifest
-naming every frame key and the time range of each split."""
+naming every file's frame key and stream and the time range of each split."""
 
 from __future__ import annotations
 
@@ -73,10 +73,13 @@ def _write(items: Sequence[HistoryItem], root: Path) -> dict[str, Any]:
         d = root / it.label
         d.mkdir(parents=True, exist_ok=True)
         (d / _name(it)).write_bytes(it.png)
-        rec = out.setdefault(it.label, {"count": 0, "first": it.ts, "last": it.ts, "files": {}})
+        rec = out.setdefault(
+            it.label, {"count": 0, "first": it.ts, "last": it.ts, "files": {}, "streams": {}}
+        )
         rec["count"] += 1
         rec["first"], rec["last"] = min(rec["first"], it.ts), max(rec["last"], it.ts)
         rec["files"][_name(it)] = it.key
+        rec["streams"][_name(it)] = it.stream
     return out
 
 
