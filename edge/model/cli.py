@@ -198,7 +198,17 @@ def cmd_train(a: argparse.Namespace, export: HistoryExport | None) -> int:
     manifest = export(a, tree)
     n = {s: sum(r["count"] for r in manifest[s].values()) for s in ("train", "heldout")}
     print(f"history: {n['train']} frames to train on, {n['heldout']} held out, under {tree}")
-    card = retrain(tree, served, out, profile=a.profile, epochs=a.epochs, name=a.name, size=a.size)
+    weights = None if a.weights in (None, "none") else a.weights
+    card = retrain(
+        tree,
+        served,
+        out,
+        profile=a.profile,
+        epochs=a.epochs,
+        name=a.name,
+        size=a.size,
+        weights=weights,
+    )
     print(_dump({"model": str(out), "history": card["metrics"]["history"]}))
     return 0
 

@@ -93,6 +93,7 @@ def retrain(
     epochs: int | None = None,
     name: str | None = None,
     size: int | None = None,
+    weights: str | None = None,
 ) -> dict[str, Any]:
     """Build the candidate into ``out`` from ``tree/train`` (at ``size``, default the served
     model's input size) and write the held-out comparison into its card; returns the card."""
@@ -105,6 +106,7 @@ def retrain(
         name=name or f"history-{out.name}",
         size=size or info["size"],
         epochs=epochs,
+        weights=weights,
         data=str(tree / "train"),
     )
     cfg = replace(cfg, held_out=None, quantize=False)
