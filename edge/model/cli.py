@@ -186,6 +186,8 @@ def cmd_train(a: argparse.Namespace, export: HistoryExport | None) -> int:
         return cmd_build(a, a.data)
     if a.data is not None:
         raise ValueError("--data and --from-history exclude each other")
+    if a.held_out is not None:
+        raise ValueError("--held-out does not apply to --from-history (it measures by family)")
     if export is None:
         raise RuntimeError("--from-history reads the store: run it as `linewatch model train`")
     from edge.model.retrain import retrain

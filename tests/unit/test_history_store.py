@@ -207,5 +207,10 @@ def test_cli_names_what_history_is_missing(
     assert "too little history" in err and "3 good frames (need 20" in err
     assert main([*base, "--camera", CAM.key, "--data", str(tmp_path)]) == 1
     assert "exclude each other" in capsys.readouterr().err
+    assert main([*base, "--camera", CAM.key, "--held-out", "crack"]) == 1
+    assert "--held-out does not apply" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # a time without a zone is refused by the parser
+        main([*base, "--camera", CAM.key, "--since", "2026-03-02T06:00:00"])
+    assert "has no time zone" in capsys.readouterr().err
     assert main(["train", "--profile", "test"]) == 1
     assert "name --data DIR" in capsys.readouterr().err
