@@ -39,6 +39,7 @@ class Stored:
     pixels: np.ndarray
     label: str = "sample"
     family: str | None = None
+    kept: bool = True  # a mark: the worker still had the frame (else it answers without it)
 
 
 def store_history(engine: Engine, cam: StreamRef, frames: Sequence[Stored]) -> None:
@@ -77,7 +78,7 @@ def store_history(engine: Engine, cam: StreamRef, frames: Sequence[Stored]) -> N
                 feedback_id=fid,
                 action="feedback",
                 status="applied" if f.label != "unsure" else "kept",
-                image=png(f.pixels),
+                image=png(f.pixels) if f.kept else None,
                 worker="W1",
                 ts=f.ts,
             )

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Engine, func, select
+from sqlalchemy import ColumnElement, Engine, and_, func, or_, select
 
 from broker.topics import StreamRef, TopicError
 from services.store import schema as s
@@ -67,8 +67,9 @@ def history_items(
 ) -> list[HistoryItem]:
     """Every usable stored frame of the camera or line, oldest first, one per frame key.
 
-    A frame an operator marked is labelled by the latest mark that kept its image; that
-    label wins over the same frame's good-frame sample. ``unsure`` marks are left out."""
+    A frame an operator marked is labelled by the latest mark (its image: the one the
+    worker kept, else the frame's sample); that label wins over the sample's ``good``.
+    ``unsure`` marks are left out."""
     value, prefix = stream_filter(camera, line)
     by_key: dict[str, HistoryItem] = {}
     for item in _samples(engine, value, prefix, since):
@@ -96,25 +97,29 @@ def _samples(
 def _marked(
     engine: Engine, value: str, prefix: bool, since: datetime | None
 ) -> Iterator[HistoryItem]:
-    f, r, fr = st.T_FEEDBACK, st.T_FEEDBACK_RESULTS, s.T_FRAMES
-    seen = func.coalesce(fr.c.decided_at, f.c.created_at)
+    """Marked frames with an image: the one the worker kept with its answer, else the frame's
+    good-frame sample (an operator may confirm a defect the model missed among those)."""
+    f, r, fr, h = st.T_FEEDBACK, st.T_FEEDBACK_RESULTS, s.T_FRAMES, st.T_HISTORY_FRAMES
+    seen = func.coalesce(fr.c.decided_at, h.c.ts, f.c.created_at)
+    image = func.coalesce(r.c.image, h.c.image)
     q = (
-        select(f.c.frame_key, f.c.stream, f.c.label, f.c.family, seen.label("seen"), r.c.image)
-        .join(r, r.c.feedback_id == f.c.id)
+        select(f.c.frame_key, f.c.stream, f.c.label, f.c.family, seen.label("seen"), image)
+        .outerjoin(r, and_(r.c.feedback_id == f.c.id, r.c.image.is_not(None)))
+        .outerjoin(h, h.c.frame_key == f.c.frame_key)
         .outerjoin(fr, fr.c.frame_key == f.c.frame_key)
         .where(
             _match(f.c.stream, value, prefix),
-            r.c.image.is_not(None),
+            or_(r.c.image.is_not(None), h.c.image.is_not(None)),
             f.c.label.in_(("confirmed", "not_a_defect")),
         )
-        .order_by(r.c.id)
+        .order_by(f.c.id, r.c.id)
     )
     if since is not None:
         q = q.where(seen >= since)
     with engine.connect() as conn:
         rows: Any = conn.execute(q).all()
-    for key, stream, label, family, ts, image in rows:  # later marks replace earlier ones
+    for key, stream, label, family, ts, png in rows:  # later marks replace earlier ones
         if label == "confirmed" and not family:
             continue  # a confirmed mark without a family cannot teach a class
         name = GOOD if label == "not_a_defect" else str(family)
-        yield HistoryItem(key, stream, name, ts, bytes(image), "feedback")
+        yield HistoryItem(key, stream, name, ts, bytes(png), "feedback")

@@ -37,14 +37,17 @@ def test_history_on_postgres(postgres_url: str, tmp_path: Path) -> None:
             for i in range(5)
         ]
         frames += [Stored("g3", T0 + timedelta(hours=1), _px(3), "confirmed", "dent")]
+        frames += [Stored("g4", T0 + timedelta(hours=1), _px(4), "confirmed", "dent", kept=False)]
         store_history(engine, CAM, frames)
         store_history(engine, CAM, frames[:5])  # redelivered: stored once
         items = history_items(engine, line="s1/L1", since=T0 + timedelta(minutes=1))
         labels = {i.key: i.label for i in items}
-        assert len(labels) == 21 + 4 and "g0" not in labels and labels["g3"] == "dent"
+        assert (
+            len(labels) == 21 + 4 and "g0" not in labels and labels["g3"] == labels["g4"] == "dent"
+        )
         assert bytes(items[0].png[:8]) == b"\x89PNG\r\n\x1a\n"
         m = export_history(engine, tmp_path / "tree", camera=CAM.key, fraction=0.25)
-        assert {k: v["count"] for k, v in m["heldout"].items()} == {"good": 6, "dent": 2}
+        assert {k: v["count"] for k, v in m["heldout"].items()} == {"good": 5, "dent": 2}
         h = st.T_HISTORY_FRAMES
         with engine.connect() as conn:
             total = int(conn.execute(select(func.sum(h.c.image_bytes))).scalar_one())

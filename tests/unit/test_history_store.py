@@ -129,15 +129,26 @@ def test_history_labels_samples_and_marks(engine: Engine) -> None:
             Stored("d2", t[5], _px(6), "not_a_defect"),
             Stored("d2", t[6], _px(6), "confirmed", "dent"),  # re-marked: the latest counts
             Stored("g2", t[7], _px(2), "confirmed", "dent"),  # a sample an operator marked
+            Stored("g9", t[7], _px(7)),
+            Stored("g9", t[7], _px(7), "confirmed", "scratch", kept=False),  # missed defect
+            Stored("x1", t[7], _px(8), "confirmed", "dent", kept=False),  # no image anywhere
         ],
     )
     other = cam(name="cam2")
     store_history(engine, other, [Stored("o1", t[0], _px(9))])
     got = {i.key: i.label for i in history_items(engine, camera=CAM.key)}
-    assert got == {"g1": "good", "g2": "dent", "d1": "scratch", "n1": "good", "d2": "dent"}
+    assert got == {
+        "g1": "good",
+        "g2": "dent",
+        "d1": "scratch",
+        "n1": "good",
+        "d2": "dent",
+        "g9": "scratch",
+    }
     line = history_items(engine, line="s1/L1")
     assert {i.key for i in line} == set(got) | {"o1"}
-    assert [i.key for i in history_items(engine, camera=CAM.key, since=t[3])] == ["n1", "d2", "g2"]
+    recent = [i.key for i in history_items(engine, camera=CAM.key, since=t[3])]
+    assert recent == ["n1", "d2", "g9"]  # g2 was seen at t[1] (its sample), marked later
     with pytest.raises(HistoryError, match="exactly one"):
         history_items(engine)
     with pytest.raises(HistoryError, match="SITE/LINE"):
