@@ -53,6 +53,7 @@ OUTPUT_MODELS: dict[Route, type[Msg]] = {
     Route.FEEDBACK_CONTROL: tm.FeedbackControl,
     Route.FEEDBACK_RESULT: tm.FeedbackResult,
     Route.TEACH: tm.TeachState,
+    Route.HISTORY_FRAME: tm.HistoryFrame,
 }
 
 
@@ -406,19 +407,19 @@ def decode_output(topic: str, payload: Buffer, *, limits: Limits = DEFAULT_LIMIT
     except ValidationError as exc:
         raise Rejected("bad_schema", f"{model.__name__}: {_first_error(exc)}") from None
     _check_topic(parsed, msg)
-    if isinstance(msg, tm.FeedbackResult) and msg.image is not None:
+    if isinstance(msg, tm.FeedbackResult | tm.HistoryFrame) and msg.image is not None:
         _check_frame_png(msg.image)
     return msg
 
 
 def _check_frame_png(data: bytes) -> None:
-    """A feedback frame is a well-formed PNG at model-input size (at most 1024 px a side)."""
+    """A kept frame (feedback, history) is a well-formed PNG at model-input size (<= 1024 px)."""
     try:
         info = images.sniff(data, max_pixels=1024 * 1024, max_side=1024)
     except images.ImageError as exc:
         raise Rejected(exc.reason, exc.detail) from None
     if info.encoding != "png":
-        raise Rejected("bad_image", f"a feedback frame must be PNG, not {info.encoding}")
+        raise Rejected("bad_image", f"a kept frame must be PNG, not {info.encoding}")
 
 
 def _first_error(exc: ValidationError) -> str:

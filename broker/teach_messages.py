@@ -149,3 +149,15 @@ class TeachState(Msg):
             confirmed=self.confirmed,
             confirmed_keys=self.confirmed_keys,
         )
+
+
+class HistoryFrame(Msg):
+    """Worker -> store: one sampled frame the worker judged good, at model-input size (PNG),
+    kept so a model can be retrained from the line's own history (``key``: the frame key)."""
+
+    key: str = Field(min_length=1, max_length=600)
+    stream: StreamKey
+    image: bytes = Field(min_length=1, max_length=MAX_IMAGE_BYTES)
+    model_version: str = Field(default="", max_length=128)
+    worker: Id
+    ts: datetime

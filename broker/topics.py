@@ -172,6 +172,11 @@ def teach_topic(s: StreamRef) -> str:
     return f"{ROOT}/{s.site}/{s.line}/{s.station}/camera/{s.name}/teach"
 
 
+def history_frame_topic(s: StreamRef) -> str:
+    """A worker's sample of the frames it judged good, kept for retraining (stored)."""
+    return f"{ROOT}/{s.site}/{s.line}/{s.station}/camera/{s.name}/sample"
+
+
 def family_control_topic() -> str:
     """Operators (feed) ask the clustering service to rename/merge/split a family here."""
     return f"{ROOT}/{SYS}/control/family"
@@ -195,6 +200,7 @@ ALL_FRAME_FAMILIES = f"{ROOT}/+/+/+/camera/+/family"
 ALL_THRESHOLD_CHANGES = f"{ROOT}/+/+/+/camera/+/threshold"
 ALL_FEEDBACK_RESULTS = f"{ROOT}/+/+/+/camera/+/feedback"
 ALL_TEACH = f"{ROOT}/+/+/+/camera/+/teach"
+ALL_HISTORY_FRAMES = f"{ROOT}/+/+/+/camera/+/sample"
 ALL_GAPS = f"{ROOT}/+/+/+/+/+/gap"
 ALL_READINGS = f"{ROOT}/+/+/+/sensor/+/readings"
 ALL_SENSOR_ANOMALIES = f"{ROOT}/+/+/+/sensor/+/anomaly"
@@ -220,6 +226,7 @@ class Route(StrEnum):
     THRESHOLD_CHANGE = "threshold"
     FEEDBACK_RESULT = "feedback"
     TEACH = "teach"
+    HISTORY_FRAME = "sample"
     GAP = "gap"
     READINGS = "readings"
     SENSOR_ANOMALY = "anomaly"
@@ -252,6 +259,7 @@ _CAMERA_SUFFIX = {
     "threshold": Route.THRESHOLD_CHANGE,
     "feedback": Route.FEEDBACK_RESULT,
     "teach": Route.TEACH,
+    "sample": Route.HISTORY_FRAME,
     "gap": Route.GAP,
 }
 _SENSOR_SUFFIX = {"readings": Route.READINGS, "anomaly": Route.SENSOR_ANOMALY, "gap": Route.GAP}

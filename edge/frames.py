@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from broker.codecs import Rejected
 from broker.messages import FrameIn, utcnow
-from broker.topics import alert_topic, features_topic, verdict_topic
+from broker.topics import alert_topic, features_topic, history_frame_topic, verdict_topic
 from broker.transport import Inbound
 from edge.gaps import SeqStatus
 from edge.pipeline import FrameJob, FrameOutcome, Inferred
@@ -158,6 +158,8 @@ class FrameStage:
             )
         if out.features is not None:
             w.out.publish(features_topic(stream), out.features, job.pending)
+        if out.history is not None:
+            w.out.publish(history_frame_topic(stream), out.history, job.pending)
         job.pending.seal()
         w.metrics.frames.labels("inspected").inc()
         w.metrics.verdicts.labels(v.verdict).inc()

@@ -15,12 +15,21 @@ from PIL import Image
 from broker.codecs import Rejected
 from broker.embeddings import embedding_to_bytes
 from broker.messages import Alert, Features, FrameIn, Verdict, utcnow
+from broker.teach_messages import HistoryFrame
 from edge.acks import InputAck
 from edge.anomaly import RowScore, overlay, score_rows
 from edge.banks import BankBook
 from edge.evidence import thumbnail
+from edge.history import HistorySampler
 from edge.model.novelty import family_descriptor
-from edge.preprocess import InputSpec, PreprocessError, decode_image, preprocess_images
+from edge.preprocess import (
+    InputSpec,
+    PreprocessError,
+    decode_image,
+    preprocess_images,
+    resize,
+    to_rgb,
+)
 from edge.scoring import Decision, decide
 from edge.teachbook import TeachBook
 from edge.teachscore import TeachMaps
@@ -72,6 +81,7 @@ class FrameOutcome:
     alert: Alert | None = None
     features: Features | None = None
     error: Rejected | None = None
+    history: HistoryFrame | None = None  # a sampled good frame kept for retraining
 
 
 @dataclass
@@ -90,6 +100,7 @@ class PipelineConfig:
     max_pixels: int = 40_000_000
     thumbnail_px: int = 384
     thumbnail_bytes: int = 48_000
+    history_sample_every: int = 0  # keep one in N ok frames per camera for retraining; 0: off
 
 
 class Pipeline:
@@ -117,6 +128,8 @@ class Pipeline:
         self.thresholds = thresholds
         self.config = config
         self._clock = clock
+        every = config.history_sample_every
+        self.history = HistorySampler(every, config.worker) if every > 0 else None
 
     def process(self, jobs: Sequence[FrameJob], epoch: int) -> list[FrameOutcome]:
         """Decode, infer and score ``jobs``; undecodable frames come back with ``error``."""
@@ -234,6 +247,9 @@ class Pipeline:
             latency_ms=max(latency, 0.0),
             part=f.part,
         )
+        if d.verdict == "ok" and self.history is not None and self.history.due(cam):
+            px = vrow.pixels if vrow is not None else resize(to_rgb(image), self.runner.spec.size)
+            out.history = self.history.sample(cam, f.key, np.asarray(px), self.runner.version, now)
         if d.verdict != "ok":
             evidence = overlay(image, vrow) if vrow is not None else image
             out.alert = self._alert(job, d, evidence, epoch, now)

@@ -53,6 +53,8 @@ class EdgeSettings(CommonSettings):
     variation_frames: int = Field(default=0, ge=0, le=10_000)
     # flagged frames per camera kept (novelty map, model-input pixels) for operators' feedback
     teach_frames: int = Field(default=64, ge=1, le=10_000)
+    # one in N frames judged ok per camera kept (PNG at model-input size) to retrain from; 0: off
+    history_sample_every: int = Field(default=50, ge=0, le=1_000_000)
     sensor_limits: dict[str, SensorLimit] = Field(default_factory=dict)  # key: name|stream|"*"
     sensor_alpha: float = Field(default=0.05, gt=0, lt=1)  # EWMA weight of a new reading
     sensor_z: float = Field(default=6.0, gt=0)  # |z| at or above this is an anomaly

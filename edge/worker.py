@@ -101,16 +101,14 @@ class EdgeWorker:
         self.batcher: Batcher[FrameJob] = Batcher(
             s.max_batch, max_wait_s, s.camera_queue, s.total_queue
         )
+        config = PipelineConfig(
+            self.worker,
+            thumbnail_px=s.thumbnail_px,
+            thumbnail_bytes=s.thumbnail_bytes,
+            history_sample_every=s.history_sample_every,
+        )
         self.pipeline = SwitchingPipeline(
-            make_pipeline(
-                s,
-                runner,
-                default_thresholds,
-                default_bank,
-                PipelineConfig(
-                    self.worker, thumbnail_px=s.thumbnail_px, thumbnail_bytes=s.thumbnail_bytes
-                ),
-            )
+            make_pipeline(s, runner, default_thresholds, default_bank, config)
         )
         self.sensors = SensorPath(
             self.worker,

@@ -23,7 +23,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "feed": ("services.feed.cli", "run the operator feed (HTTP API, SSE, web page); tokens"),
     "sim": ("services.sim.cli", "run the production-line simulator (publishes frames, sensors)"),
     "demo": ("services.demo", "up + sim on the best model ready; builds the better one meanwhile"),
-    "model": ("edge.model.cli", "build, train, export, quantize and evaluate the defect model"),
+    "model": (
+        "services.model_cli",
+        "build, train (also from history), evaluate, promote, export and quantize the model",
+    ),
 }
 
 

@@ -5,9 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import re
+import shutil
 import sys
+from collections.abc import Callable
 from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +22,41 @@ from edge.model.synthetic import DEFAULT_SIZE, DEFECT_FAMILIES, TIERS, iter_samp
 
 log = logging.getLogger(__name__)
 DEFAULT_ROOT = Path("var/models")
+# Writes a history tree (train/, heldout/, manifest.json) from the store; the `linewatch`
+# CLI passes services.model_cli's, since edge code never reads the database itself.
+HistoryExport = Callable[[argparse.Namespace, Path], dict[str, Any]]
+
+
+def served_dir() -> Path:
+    """Where the workers load their model from (LINEWATCH_MODEL_DIR, as edge/settings.py)."""
+    return Path(os.environ.get("LINEWATCH_MODEL_DIR") or DEFAULT_ROOT / "demo")
+
+
+def _since(text: str) -> datetime:
+    try:
+        ts = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 time") from None
+    if ts.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} has no time zone (add Z or +00:00)")
+    return ts
+
+
+def _history_opts(t: argparse.ArgumentParser) -> None:
+    g = t.add_argument_group("retrain from history (instead of --data)")
+    g.add_argument("--from-history", action="store_true", dest="from_history")
+    g.add_argument("--camera", help="camera stream key site/line/station/camera/name")
+    g.add_argument("--line", help="every camera of SITE/LINE")
+    g.add_argument("--since", type=_since, help="ISO 8601 time with zone: only newer frames")
+    g.add_argument(
+        "--held-out-fraction",
+        type=float,
+        default=0.25,
+        dest="held_out_fraction",
+        help="newest fraction of each kind held out for the comparison (default 0.25)",
+    )
+    g.add_argument("--served", type=Path, help="model to compare with (default: served dir)")
+    g.add_argument("--db-url", dest="db_url", help="default: LINEWATCH_DB_URL")
 
 
 def _build_opts(p: argparse.ArgumentParser) -> None:
@@ -60,7 +99,13 @@ def _parser() -> argparse.ArgumentParser:
     _build_opts(b)
     t = sub.add_parser("train", help="train on a folder (good/, scratch/, …) and export")
     _build_opts(t)
-    t.add_argument("--data", type=Path, required=True)
+    t.add_argument("--data", type=Path)
+    _history_opts(t)
+    pr = sub.add_parser("promote", help="install a retrained model if not worse on any family")
+    pr.add_argument("candidate", type=Path)
+    pr.add_argument("--to", type=Path, help="served directory (default: LINEWATCH_MODEL_DIR)")
+    pr.add_argument("--force", action="store_true", help="install even if worse")
+    pr.add_argument("--tolerance", type=float, default=0.0, help="allowed drop per figure")
     e = sub.add_parser("eval", help="held-out quality of a built model")
     e.add_argument("--model", type=Path, default=DEFAULT_ROOT / "demo")
     e.add_argument("--data", type=Path, help="flow_from_directory tree (default: synthetic)")
@@ -134,6 +179,49 @@ def cmd_build(a: argparse.Namespace, data: Path | None = None) -> int:
     return 0
 
 
+def cmd_train(a: argparse.Namespace, export: HistoryExport | None) -> int:
+    if not a.from_history:
+        if a.data is None:
+            raise ValueError("name --data DIR, or --from-history with --camera or --line")
+        return cmd_build(a, a.data)
+    if a.data is not None:
+        raise ValueError("--data and --from-history exclude each other")
+    if a.held_out is not None:
+        raise ValueError("--held-out does not apply to --from-history (it measures by family)")
+    if export is None:
+        raise RuntimeError("--from-history reads the store: run it as `linewatch model train`")
+    from edge.model.retrain import retrain
+
+    served = a.served or served_dir()
+    out = a.out or DEFAULT_ROOT / (a.name or "history")
+    tree = out.parent / f".{out.name}.history"  # ours: the last export is replaced
+    if tree.exists():
+        shutil.rmtree(tree)
+    manifest = export(a, tree)
+    n = {s: sum(r["count"] for r in manifest[s].values()) for s in ("train", "heldout")}
+    print(f"history: {n['train']} frames to train on, {n['heldout']} held out, under {tree}")
+    weights = None if a.weights in (None, "none") else a.weights
+    card = retrain(
+        tree,
+        served,
+        out,
+        profile=a.profile,
+        epochs=a.epochs,
+        name=a.name,
+        size=a.size,
+        weights=weights,
+    )
+    print(_dump({"model": str(out), "history": card["metrics"]["history"]}))
+    return 0
+
+
+def cmd_promote(a: argparse.Namespace) -> int:
+    from edge.model.promote import promote
+
+    print(_dump(promote(a.candidate, a.to or served_dir(), force=a.force, tolerance=a.tolerance)))
+    return 0
+
+
 def _safe_name(text: str) -> str:
     """A model directory name from a data folder name (``[A-Za-z0-9_-]``, default ``model``)."""
     return re.sub(r"[^A-Za-z0-9_-]", "_", text)[:64] or "model"
@@ -143,9 +231,10 @@ def _dump(obj: dict[str, Any]) -> str:
     return json.dumps(obj, indent=2, sort_keys=True, default=str)
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str], export: HistoryExport | None = None) -> int:
     a = _parser().parse_args(argv)
     from edge.model import tools  # imports onnxruntime/TensorFlow only when needed
+    from edge.model.promote import PromoteError
 
     try:
         if a.cmd == "dataset":
@@ -158,7 +247,9 @@ def main(argv: list[str]) -> int:
         if a.cmd == "build":
             return cmd_build(a)
         if a.cmd == "train":
-            return cmd_build(a, a.data)
+            return cmd_train(a, export)
+        if a.cmd == "promote":
+            return cmd_promote(a)
         if a.cmd == "eval":
             res = tools.evaluate_model(a.model, a.data, a.n_test)
             print(_dump(res) if a.json else tools.summary(res))
@@ -169,7 +260,7 @@ def main(argv: list[str]) -> int:
         if a.cmd == "quantize":
             print(_dump(tools.quantize_model(a.model, a.n_test)))
             return 0
-    except (cardmod.CardError, DatasetError, ValueError, RuntimeError) as exc:
+    except (cardmod.CardError, DatasetError, PromoteError, ValueError, RuntimeError) as exc:
         print(f"linewatch model {a.cmd}: {exc}", file=sys.stderr)
         return 1
     return 2

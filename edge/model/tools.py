@@ -37,7 +37,8 @@ def _test_set(
     )
 
 
-def _scores(model: OnnxModel, test: Dataset, held: str | None) -> dict[str, Any]:
+def score_dataset(model: OnnxModel, test: Dataset, held: str | None) -> dict[str, Any]:
+    """Every eval figure of ``model`` on a labelled set, with its card's thresholds."""
     card = model.card
     out = ev.infer(model.run, test, model.input_spec, desc=f"eval {model.path.name}")
     if not card.defect_head:
@@ -67,9 +68,9 @@ def evaluate_model(model_dir: Path, data: Path | None, n_test: int) -> dict[str,
     card = model.card
     held = card.held_out_family if data is None else None
     test = _test_set(card, data, n_test)
-    res = _scores(model, test, held)
+    res = score_dataset(model, test, held)
     if data is None and card.variation:
-        res["faint"] = _scores(model, _test_set(card, None, n_test, "faint"), held)
+        res["faint"] = score_dataset(model, _test_set(card, None, n_test, "faint"), held)
     res["model"] = str(model.path)
     other = model.path.parent / (
         cardmod.FP32_NAME if model.path.name == cardmod.INT8_NAME else cardmod.INT8_NAME

@@ -33,6 +33,7 @@ _ORDER = (
     "threshold_changes",
     "feedback_results",
     "teach_changes",
+    "history_frames",
     "dispatch_decisions",
     "dead_letters",
 )

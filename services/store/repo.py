@@ -35,6 +35,7 @@ KEYS: dict[str, str] = {
     "alert_events": "event_key",
     "feedback_results": "result_key",
     "teach_changes": "change_key",
+    "history_frames": "frame_key",
 }
 
 
@@ -347,4 +348,5 @@ APPEND_TABLES: dict[str, Table] = {
     "threshold_changes": s.T_THRESHOLDS,
     "feedback_results": teach_schema.T_FEEDBACK_RESULTS,
     "teach_changes": teach_schema.T_TEACH_CHANGES,
+    "history_frames": teach_schema.T_HISTORY_FRAMES,
 }

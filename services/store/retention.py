@@ -13,7 +13,7 @@ from sqlalchemy import ColumnElement, Connection, Engine, Table, delete, func, s
 
 from broker.messages import utcnow
 from services.store import schema as s
-from services.store.retention_teach import trim_feedback_images
+from services.store.retention_teach import trim_feedback_images, trim_history_frames
 from services.store.settings import StoreSettings
 
 log = logging.getLogger(__name__)
@@ -62,6 +62,7 @@ class Report:
     evidence_budget_bytes: int = 0
     protected_evidence_bytes: int = 0
     feedback_images: dict[str, int] = field(default_factory=dict)
+    history_frames: dict[str, int] = field(default_factory=dict)
     batches: int = 0
     longest_batch_s: float = 0.0
 
@@ -74,6 +75,7 @@ class Report:
             "evidence_budget_bytes": self.evidence_budget_bytes,
             "protected_evidence_bytes": self.protected_evidence_bytes,
             "feedback_images": dict(self.feedback_images),
+            "history_frames": dict(self.history_frames),
             "batches": self.batches,
             "longest_batch_s": round(self.longest_batch_s, 4),
         }
@@ -114,6 +116,9 @@ class Retention:
         self._evidence(now, rep)
         rep.feedback_images = trim_feedback_images(
             self.engine, self.cfg.retention_feedback_image_budget_bytes, dry_run=dry_run
+        )
+        rep.history_frames = trim_history_frames(
+            self.engine, self.cfg.retention_history_image_budget_bytes, dry_run=dry_run
         )
         log.info("retention %s: %s", "dry run" if dry_run else "done", rep.as_dict())
         return rep

@@ -1,9 +1,9 @@
-"""Rows of the teaching messages: a worker's answer to a feedback, a taught-state change."""
+"""Rows of the teaching messages: a feedback's answer, a taught-state change, a history frame."""
 
 from __future__ import annotations
 
 from broker.messages import Msg
-from broker.teach_messages import FeedbackResult, TeachState
+from broker.teach_messages import FeedbackResult, HistoryFrame, TeachState
 from services.store.rows import Planned, canonical
 
 
@@ -60,6 +60,22 @@ def _change(p: Planned, m: TeachState) -> None:
     )
 
 
+def _history(p: Planned, m: HistoryFrame) -> None:
+    p.key = m.key
+    p.add(
+        "history_frames",
+        {
+            "frame_key": m.key,
+            "stream": canonical(m.stream),
+            "image": m.image,
+            "image_bytes": len(m.image),
+            "model_version": m.model_version,
+            "worker": m.worker,
+            "ts": m.ts,
+        },
+    )
+
+
 def plan_teach(msg: Msg) -> Planned | None:
     """The rows of a teaching message, or None for any other message."""
     p = Planned()
@@ -67,6 +83,8 @@ def plan_teach(msg: Msg) -> Planned | None:
         _result(p, msg)
     elif isinstance(msg, TeachState):
         _change(p, msg)
+    elif isinstance(msg, HistoryFrame):
+        _history(p, msg)
     else:
         return None
     return p

@@ -1,5 +1,5 @@
 """Tables of operators' teaching: feedback on frames, the workers' answers (with the frame at
-model-input size) and every change of a camera's taught state, before and after.
+model-input size), every change of a camera's taught state, and sampled good frames.
 
 Registered on the one ``schema.metadata``; whatever needs every table imports this module
 (migrations/env.py, services/store/repo.py).
@@ -90,6 +90,24 @@ class TeachChangeRow(Base):
     __table_args__ = (Index("ix_teach_changes_stream_version", "stream", "version"),)
 
 
+class HistoryFrameRow(Base):
+    """A sampled good frame at model-input size (PNG) for retraining from history; the
+    oldest rows are deleted beyond the retention byte budget."""
+
+    __tablename__ = "history_frames"
+    id: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    frame_key: Mapped[str] = mapped_column(KEY, unique=True)
+    stream: Mapped[str] = mapped_column(STREAM)
+    image: Mapped[bytes] = mapped_column(LargeBinary)
+    image_bytes: Mapped[int] = mapped_column(Integer)
+    model_version: Mapped[str] = mapped_column(String(128), default="")
+    worker: Mapped[str] = mapped_column(ID)
+    ts: Mapped[datetime] = mapped_column(TS)
+
+    __table_args__ = (Index("ix_history_frames_stream_ts", "stream", "ts"),)
+
+
 T_FEEDBACK: Table = FeedbackRow.__table__  # type: ignore[assignment]
 T_FEEDBACK_RESULTS: Table = FeedbackResultRow.__table__  # type: ignore[assignment]
 T_TEACH_CHANGES: Table = TeachChangeRow.__table__  # type: ignore[assignment]
+T_HISTORY_FRAMES: Table = HistoryFrameRow.__table__  # type: ignore[assignment]

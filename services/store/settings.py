@@ -37,6 +37,8 @@ class StoreSettings(CommonSettings):
     retention_evidence_budget_bytes: int = Field(default=1024**3, ge=0)
     # frames operators gave feedback on (PNG at model-input size), oldest dropped beyond this
     retention_feedback_image_budget_bytes: int = Field(default=256 * 1024**2, ge=0)
+    # sampled good frames kept for retraining (PNG at model-input size), oldest deleted beyond
+    retention_history_image_budget_bytes: int = Field(default=512 * 1024**2, ge=0)
     retention_batch_rows: int = Field(default=5000, ge=10, le=100_000)
     retention_max_batch_s: float = Field(default=0.5, gt=0, le=1.0)
     retention_interval_s: float = Field(default=3600, ge=0)  # 0: only `store retention`

@@ -35,6 +35,7 @@ TOPICS = (
     topics.ALL_THRESHOLD_CHANGES,
     topics.ALL_FEEDBACK_RESULTS,
     topics.ALL_TEACH,
+    topics.ALL_HISTORY_FRAMES,
     topics.ALL_GAPS,
     topics.ALL_READINGS,
     topics.ALL_SENSOR_ANOMALIES,

@@ -167,6 +167,22 @@ def test_200_frames_verdicts_match_the_model(stack: Stack) -> None:
         near = near or abs(want_nov - card.thresholds.novelty) < 1e-3 * card.thresholds.novelty
         assert verdict == want or near, f"seq {seq}: {verdict} != offline {want}"
     _check_quality(card.metrics["per_part"][PART], [lab for _, lab in frames], [r[1] for r in rows])
+    _check_history_samples(stack, cam, rows)
+
+
+def _check_history_samples(stack: Stack, cam: StreamRef, rows: list) -> None:
+    """One in 50 ok frames (the default) reached the store as a PNG sample for retraining."""
+    ok = [f"{cam.key}#0:{r[0]}" for r in rows if r[1] == "ok"]
+    want = ok[::50]
+    assert want, "no ok frame to sample"
+    q = "SELECT frame_key, image_bytes FROM history_frames WHERE stream = ? ORDER BY frame_key"
+
+    def stored() -> list | None:
+        got = query(stack.db, q, cam.key)
+        return got if len(got) == len(want) else None
+
+    got = wait_for(stored, 60, 0.5, what=f"{len(want)} history samples")
+    assert sorted(k for k, _ in got) == sorted(want) and all(b > 0 for _, b in got)
 
 
 def _check_quality(metrics: dict, labels: list[str], verdicts: list[str]) -> None:

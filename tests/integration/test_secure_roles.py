@@ -54,12 +54,13 @@ PROBES = {
     "control_feedback": "lw/v1/_sys/control/feedback/A/l1/s1/c1",
     "feedback_result": f"{ST}/camera/c1/feedback",
     "teach": f"{ST}/camera/c1/teach",
+    "history_frame": f"{ST}/camera/c1/sample",
     "decision": "lw/v1/_sys/dispatch/decision",
     "deadletter": "lw/v1/_sys/deadletter/probe",
 }
 RESULTS = {
     "verdict", "features", "threshold_change", "gap", "readings", "anomaly", "alert",
-    "feedback_result", "teach",
+    "feedback_result", "teach", "history_frame",
 }  # fmt: skip
 WRITES: dict[str, set[str]] = {
     "cam-A-l1-s1": {"frame"},
@@ -76,7 +77,7 @@ WRITES: dict[str, set[str]] = {
 STORED = {
     "verdict", "frame_family", "threshold_change", "gap", "readings", "anomaly", "alert",
     "status_edge1", "status_other", "status_store", "assign_edge1", "family_update",
-    "decision", "deadletter", "feedback_result", "teach",
+    "decision", "deadletter", "feedback_result", "teach", "history_frame",
 }  # fmt: skip
 READS: dict[str, set[str]] = {
     "cam-A-l1-s1": set(),

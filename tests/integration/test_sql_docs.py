@@ -28,7 +28,7 @@ from store_support import (
 )
 
 from broker.messages import Msg, utcnow
-from broker.teach_messages import FeedbackResult, TeachState
+from broker.teach_messages import FeedbackResult, HistoryFrame, TeachState
 from edge.evidence import thumbnail
 from services.store import schema as s
 from services.store import teach_queries as tq
@@ -121,6 +121,19 @@ def seed(engine: Engine, url: str) -> None:
                 "created_at": now,
             },
         )
+        tq.add_feedback(
+            conn,
+            {
+                "request_id": "fb-2",
+                "stream": cams[0].key,
+                "frame_key": f"{cams[0].key}#0:7",
+                "label": "confirmed",
+                "family": "scratch",
+                "note": "missed",
+                "actor": "alice",
+                "created_at": now,
+            },
+        )
         conn.execute(
             insert(s.T_SUPPRESSIONS).values(
                 line="L2",
@@ -138,7 +151,8 @@ def seed(engine: Engine, url: str) -> None:
 
 
 def teaching(stream: str, now: datetime) -> list[Msg]:
-    """An operator's not_a_defect, the worker's answer and the taught state it made."""
+    """An operator's not_a_defect, the worker's answer and the taught state it made; a
+    sampled good frame."""
     allowance = np.zeros((2, 2), "<f4").tobytes()
     return [
         FeedbackResult(
@@ -148,6 +162,13 @@ def teaching(stream: str, now: datetime) -> list[Msg]:
             action="feedback",
             status="applied",
             version=1,
+            worker="W1",
+            ts=now,
+        ),
+        HistoryFrame(  # a sampled good frame an operator then confirmed as a scratch
+            key=f"{stream}#0:7",
+            stream=stream,
+            image=b"\x89PNG\r\n\x1a\n" + bytes(64),
             worker="W1",
             ts=now,
         ),

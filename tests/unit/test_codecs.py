@@ -39,7 +39,13 @@ from broker.messages import (
     WorkerStatus,
     frame_key,
 )
-from broker.teach_messages import FeedbackControl, FeedbackResult, TeachState, TeachTarget
+from broker.teach_messages import (
+    FeedbackControl,
+    FeedbackResult,
+    HistoryFrame,
+    TeachState,
+    TeachTarget,
+)
 from broker.topics import StreamRef
 
 pytestmark = pytest.mark.unit
@@ -266,7 +272,18 @@ def output_samples() -> list[tuple[str, Msg]]:
             FamilyControl(request_id="r2", op="merge", family="F2", into="F1", actor="op1", ts=T0),
         ),
         *teach_samples(),
+        history_sample(),
     ]
+
+
+def history_sample() -> tuple[str, Msg]:
+    """A worker's sampled good frame, kept for retraining (contract, "History frames")."""
+    buf = io.BytesIO()
+    Image.new("RGB", (4, 4), (9, 9, 9)).save(buf, format="PNG")
+    msg = HistoryFrame(
+        key=f"{CAM.key}:1:7", stream=CAM.key, image=buf.getvalue(), worker="w1", ts=T0
+    )
+    return topics.history_frame_topic(CAM), msg
 
 
 def teach_samples() -> list[tuple[str, Msg]]:
