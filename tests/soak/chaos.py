@@ -62,7 +62,8 @@ class Stack:
     core: FaultProxy  # store, feed, dispatcher, clustering -> broker
     workers: list[FaultProxy]  # edge worker i -> broker
     pg: FaultProxy  # everything -> Postgres
-    db_url: str
+    db_url: str  # through the Postgres fault proxy (what the stack uses)
+    direct_db: str = ""  # straight to Postgres (what the checker reads)
     up: subprocess.Popen[bytes] | None = None
     sim: subprocess.Popen[bytes] | None = None
     events: list[dict[str, Any]] = field(default_factory=list)

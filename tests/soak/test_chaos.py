@@ -59,7 +59,7 @@ def stack(mosquitto_url: str, postgres_url: str, tmp_path: Path) -> Iterator[Sta
     pgp = FaultProxy(pg.hostname or "127.0.0.1", pg.port or 5432).start()
     via_proxy = postgres_url.replace(f"{pg.hostname}:{pg.port or 5432}", f"127.0.0.1:{pgp.port}")
     s = Stack(f"k{uuid.uuid4().hex[:8]}", tmp_path, broker, core, workers, pgp, via_proxy)
-    s.direct_db = postgres_url  # type: ignore[attr-defined]
+    s.direct_db = postgres_url
     try:
         yield s
     except BaseException:
@@ -132,7 +132,7 @@ def test_chaos_soak(stack: Stack) -> None:
     finally:
         stop.set()
         faults.join(120)
-    db = s.direct_db  # type: ignore[attr-defined]
+    db = s.direct_db
     last: dict[str, History] = {}
 
     def accounted() -> bool:
