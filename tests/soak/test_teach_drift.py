@@ -2,12 +2,11 @@
 drifted camera's false alarms rise; at most 20 operator marks bring them back to <= 2 %
 within 200 frames. Real Mosquitto and Postgres, the quick 224 px model, the feed's HTTP API.
 
-Recall on the camera's standard-tier defects is measured before the drift, under the drift
-untaught, and under the drift once taught. The issue asks for >= 0.95 x the value before
-the drift; with the quick model the drift *itself* costs more than that (measured
-2026-12-06: 0.917 before, 0.833 drifted and untaught), so what is asserted is that teaching
-costs at most 5 % of what the drifted camera still catches; ``recall_ratio`` (after / before)
-is reported, not asserted (docs/model.md, "Teaching", evidence).
+Recall on the camera's standard-tier defects is measured on the same parts (one seed)
+before the drift, under the drift untaught, and under the drift once taught; the issue's bar
+is asserted: taught recall >= 0.95 x the recall before the drift. (Three different draws of
+60 parts, as an earlier version used, differ by about 0.036 each in recall from the draw
+alone: docs/model.md, "Teaching", evidence.)
 
 Frames are the simulator's own: its renderer (edge/model/synthetic.py) and its lighting
 drift (services/sim/wire.py ``encode_jpeg`` with the built-in ``lighting-drift`` scenario's
@@ -45,7 +44,7 @@ from services.store import schema as s
 from services.store.engine import make_engine, upgrade
 from services.store.writer import StoreWriter
 
-pytestmark = pytest.mark.soak
+pytestmark = [pytest.mark.soak, pytest.mark.timeout(1800)]
 
 ROOT = Path(__file__).resolve().parents[2]
 PART = "washer"  # line1/st1/cam1 of the simulator's default line
@@ -95,7 +94,7 @@ class Rig:
 
         def stored() -> list[Any] | None:
             with self.engine.connect() as conn:
-                q = select(f.c.id, f.c.frame_key, f.c.verdict, f.c.novelty_score, f.c.defect_score)
+                q = select(f.c.id, f.c.frame_key, f.c.verdict, f.c.novelty_score)
                 rows = list(conn.execute(q.where(f.c.frame_key.in_(keys))).mappings())
             return rows if len(rows) == len(keys) else None
 
@@ -135,7 +134,10 @@ def rig(postgres_url: str, mosquitto_url: str, site_id: str, tmp_path: Path) -> 
     writer = StoreWriter(engine, transports[0], flush_ms=50, site=site_id)
     writer.start()
     transports[0].start()
-    settings = EdgeSettings(worker_id=f"D{site_id}", model_dir=model, data_dir=tmp_path)
+    settings = EdgeSettings(  # queues that hold a whole burst: no frame is shed on a busy host
+        worker_id=f"D{site_id}", model_dir=model, data_dir=tmp_path,
+        camera_queue=512, total_queue=512,
+    )  # fmt: skip
     worker = build_worker(settings, transports[1])
     worker.start((cam.key,))
     transports[2].start()
@@ -168,13 +170,14 @@ def test_marks_bring_drifted_false_alarms_back_and_keep_recall(rig: Rig) -> None
     rig.verdicts(rig.publish(4, seed=1))  # the camera binds its part type's model
     good = rig.verdicts(rig.publish(100, seed=2))
     defects = rig.verdicts([k for f in FAMILIES for k in rig.publish(PER_FAMILY, seed=3, defect=f)])
+    # the same parts (seed 3) drifted: before and after are compared on one population
     fpr_before = len(flagged(good)) / len(good)
     recall_before = len(flagged(defects)) / len(defects)
 
     drifted = rig.verdicts(rig.publish(60, seed=4, gain=gain))  # nobody marks these
     fpr_drift = len(flagged(drifted)) / len(drifted)
     untaught = rig.verdicts(
-        [k for f in FAMILIES for k in rig.publish(PER_FAMILY, seed=600, defect=f, gain=gain)]
+        [k for f in FAMILIES for k in rig.publish(PER_FAMILY, seed=3, defect=f, gain=gain)]
     )
     recall_untaught = len(flagged(untaught)) / len(untaught)
 
@@ -189,7 +192,7 @@ def test_marks_bring_drifted_false_alarms_back_and_keep_recall(rig: Rig) -> None
                     answers.append(rig.mark(r["id"])["status"])
     fpr_after = len(flagged(window[WINDOW:])) / WINDOW
     late = rig.verdicts(
-        [k for f in FAMILIES for k in rig.publish(PER_FAMILY, seed=900, defect=f, gain=gain)]
+        [k for f in FAMILIES for k in rig.publish(PER_FAMILY, seed=3, defect=f, gain=gain)]
     )
     recall_after = len(flagged(late)) / len(late)
     teach = rig.op.get(f"/api/cameras/{rig.cam.key}/teach").json()["items"]
@@ -209,27 +212,8 @@ def test_marks_bring_drifted_false_alarms_back_and_keep_recall(rig: Rig) -> None
         "novelty_threshold_after": teach[0]["novelty_threshold"] if teach else None,
         "teach_versions": len(teach),
     }
-    import collections
-
-    def br(rows):
-        return dict(collections.Counter(r["verdict"] for r in rows))
-
-    report["dbg"] = {
-        "before": br(defects),
-        "untaught": br(untaught),
-        "after": br(late),
-        "good": br(good),
-        "drift": br(drifted),
-        "window2": br(window[WINDOW:]),
-        "d_before": float(np.mean([r["defect_score"] for r in defects])),
-        "d_untaught": float(np.mean([r["defect_score"] for r in untaught])),
-        "n_before": float(np.median([r["novelty_score"] for r in defects])),
-        "n_untaught": float(np.median([r["novelty_score"] for r in untaught])),
-        "n_good": float(np.quantile([r["novelty_score"] for r in good], 0.99)),
-        "n_drift": float(np.quantile([r["novelty_score"] for r in drifted], 0.99)),
-    }
     print("TEACH_DRIFT " + json.dumps(report))
     assert fpr_drift > fpr_before, report
     assert len(rig.marks) <= MAX_MARKS and set(answers) <= {"applied"}, report
     assert fpr_after <= 0.02, report
-    assert recall_after >= 0.95 * recall_untaught, report
+    assert recall_after >= 0.95 * recall_before, report
