@@ -37,6 +37,10 @@ TOPICS: tuple[tuple[str, str], ...] = (
     ("output", t.dispatch_decision_topic()),
     ("output", t.threshold_control_topic(CAM)),
     ("output", t.family_control_topic()),
+    ("output", t.feedback_control_topic(CAM)),
+    ("output", t.feedback_result_topic(CAM)),
+    ("output", t.teach_topic(CAM)),
+    ("output", t.history_frame_topic(CAM)),
 )
 _PROPS: tuple[dict[str, str], ...] = ({}, {"seq": "7", "ts": "2026-01-01T00:00:00Z", "part": "p1"})
 
