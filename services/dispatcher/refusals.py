@@ -1,16 +1,20 @@
 """What discovery reports: refused streams (a dead letter each, an alert per site), and
-inputs of unserved streams pushed out of the hold (an ``unassigned`` gap per stream)."""
+inputs of unserved streams pushed out of the hold (an ``unassigned`` gap per stream); and
+``publish_held``, which sends those and the held inputs released to their new owner."""
 
 from __future__ import annotations
 
+import logging
 import uuid
 from datetime import datetime
 
 from broker.codecs import Rejected, dead_letter, encode
-from broker.messages import Alert, Gap
+from broker.messages import Alert, Gap, utcnow
 from broker.topics import StreamRef, TopicError, alert_topic, dead_letter_topic, gap_topic
-from services.dispatcher.discovery import Refusal
+from broker.transport import Transport
+from services.dispatcher.discovery import HeldInput, Refusal
 
+log = logging.getLogger(__name__)
 COMPONENT = "dispatch"
 REASON = "discovery_limit"
 
@@ -67,3 +71,30 @@ def unassigned_gaps(
         )
         out.append((gap_topic(StreamRef.parse_key(key)), encode(gap)))
     return out
+
+
+def publish_held(
+    t: Transport,
+    dispatcher: str,
+    epoch: int,
+    ready: list[HeldInput],
+    lost: dict[str, int],
+    refused: list[Refusal],
+    counts: dict[str, tuple[int, str]],
+) -> None:
+    """Publish what one tick released from discovery's hold: refusals (dead letters and
+    alerts), held inputs whose stream is now served (republished as they came), and
+    ``unassigned`` gaps for inputs pushed out of the hold."""
+    if refused or counts:
+        log.warning(
+            "dispatcher: discovery caps refused %d stream(s)", sum(n for n, _ in counts.values())
+        )
+        for topic, payload in refusal_messages(refused, counts, dispatcher, utcnow()):
+            t.publish(topic, payload)
+    for item in ready:
+        t.publish(item.topic, item.payload, properties=item.properties or None)
+    for (topic, payload), (key, count) in zip(
+        unassigned_gaps(lost, dispatcher, epoch, utcnow()), lost.items(), strict=True
+    ):
+        t.publish(topic, payload)
+        log.warning("dispatcher: %d input(s) of unserved stream %s recorded as a gap", count, key)

@@ -22,7 +22,7 @@ from broker.topics import (
 )
 from broker.transport import Inbound, Transport
 from services.dispatcher import decide as dec
-from services.dispatcher import grants
+from services.dispatcher import grants, takeover
 from services.dispatcher.discovery import Caps, Discovery, HeldInput
 from services.dispatcher.model import StreamInfo, WorkerInfo
 from services.dispatcher.ports import (
@@ -33,7 +33,7 @@ from services.dispatcher.ports import (
     held_rates,
     owners,
 )
-from services.dispatcher.refusals import refusal_messages, unassigned_gaps
+from services.dispatcher.refusals import publish_held
 from services.dispatcher.settings import DispatchSettings, StreamSpec
 from services.dispatcher.triggers import (
     CoolDown,
@@ -248,22 +248,7 @@ class Dispatcher:
             lost = self._disc.take_overflow() if self._leader else self._disc.drop_all()
             refused, counts = self._disc.take_refusals(self._clock())
             epoch = self._epoch
-        if refused or counts:
-            log.warning(
-                "dispatcher: discovery caps refused %d stream(s)",
-                sum(n for n, _ in counts.values()),
-            )
-            for topic, payload in refusal_messages(refused, counts, self.id, utcnow()):
-                self.t.publish(topic, payload)
-        for item in ready:
-            self.t.publish(item.topic, item.payload, properties=item.properties or None)
-        for (topic, payload), (key, count) in zip(
-            unassigned_gaps(lost, self.id, epoch, utcnow()), lost.items(), strict=True
-        ):
-            self.t.publish(topic, payload)
-            log.warning(
-                "dispatcher: %d input(s) of unserved stream %s recorded as a gap", count, key
-            )
+        publish_held(self.t, self.id, epoch, ready, lost, refused, counts)
 
     # ---- the decision loop -------------------------------------------------------------
 
@@ -332,11 +317,8 @@ class Dispatcher:
         epoch, latest = self._store.max_epoch(), self._store.latest_assignments()
         with self._lock:
             self._epoch = max(self._epoch, epoch)
-            for w, (e, streams) in latest.items():
-                held = self._held.get(w)
-                if held is None or e > held.epoch:
-                    self._held[w] = Held(e, tuple(streams), {})
-            self._trust_announced()
+            takeover.merge_recorded(self._held, latest)
+            takeover.trust_announced(self._held, self._status)
             if self.s.discover_streams:  # only this fleet's workers' streams
                 self._disc.adopt(
                     (
@@ -347,18 +329,6 @@ class Dispatcher:
                     ),
                     self._configured,
                 )
-
-    def _trust_announced(self) -> None:
-        """A leader killed between a move's revocations and its grants leaves SQL (written
-        first) ahead of the workers: grants nobody received. What a live worker last
-        announced (status epoch and streams) wins over a newer SQL row giving it streams it
-        does not announce: the take-over places those again, with resume."""
-        for w, st in self._status.items():
-            held = self._held.get(w)
-            if held is None or st.state == "offline" or st.epoch >= held.epoch:
-                continue
-            if set(held.streams) - set(st.streams):  # granted, never taken up
-                self._held[w] = Held(st.epoch, tuple(st.streams), {})
 
     def _check_rates(self, now: float) -> None:
         if not self.s.observe_rates or now - self._marks["rates"] < self.s.rate_window_s / 2:
