@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -36,7 +36,6 @@ class SweepReport:
     frames: int = 0
     holes: int = 0
     seqs: int = 0
-    keys: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {"frames": self.frames, "holes": self.holes, "seqs": self.seqs}
@@ -120,7 +119,6 @@ class HoleSweep:
                 )
         rep.holes = len(found)
         rep.seqs = sum(int(r["count"]) for r in found)
-        rep.keys = [str(r["gap_key"]) for r in found]
         self._upto = hi
         return rep
 
